@@ -1,0 +1,88 @@
+"""Atomic, verified file writes: nothing the course writes is ever half-written.
+
+Every file goes to a temporary name in the same folder, is flushed to disk,
+and then replaces the target with ``os.replace`` (atomic on POSIX and
+Windows). A crash at any moment leaves either the old file or the new one.
+JSON and torch files carry a SHA-256 of their payload, checked on read, so a
+truncated or corrupted file is detected instead of silently used.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+class CorruptFileError(RuntimeError):
+    """A file exists but is truncated, corrupted or not in the expected format."""
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"path={str(path)!r}: the folder {str(path.parent)!r} is not writable; "
+                              "choose a folder you can write to")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as JSON atomically, wrapped with a checksum of its canonical text."""
+    payload = json.dumps(obj, sort_keys=True, indent=1, default=str)
+    wrapped = {"sha256": _digest(payload.encode()), "data": json.loads(payload)}
+    return atomic_write_bytes(path, json.dumps(wrapped, sort_keys=True, indent=1).encode())
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a file written by :func:`atomic_write_json`, verifying its checksum."""
+    path = Path(path)
+    try:
+        wrapped = json.loads(path.read_text())
+        data = wrapped["data"]
+        expected = wrapped["sha256"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CorruptFileError(f"path={str(path)!r} is not a readable itercourse JSON file ({err})") from err
+    actual = _digest(json.dumps(data, sort_keys=True, indent=1, default=str).encode())
+    if actual != expected:
+        raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file was modified or truncated")
+    return data
+
+
+def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
+    """``torch.save`` atomically, followed by a 64-hex-digit SHA-256 trailer checked on load."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    data = buf.getvalue()
+    return atomic_write_bytes(path, data + _digest(data).encode())
+
+
+def torch_load_verified(path: str | os.PathLike, map_location=None) -> Any:
+    """Load a file written by :func:`atomic_torch_save`, raising ``CorruptFileError`` if damaged."""
+    path = Path(path)
+    blob = path.read_bytes()
+    data, trailer = blob[:-64], blob[-64:]
+    if len(blob) < 64 or _digest(data).encode() != trailer:
+        raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file is truncated or corrupted")
+    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)

@@ -1,0 +1,270 @@
+"""Training and evaluation: the loop the whole course is about, written out in plain sight.
+
+One ``train()`` function: SGD with momentum and weight decay (He et al. 2016's
+CIFAR recipe), a learning-rate schedule, optional soft gradient coupling
+between blocks (Lippl et al. 2021; chapter 4) applied between ``backward()``
+and the optimiser step, a checkpoint after every epoch written atomically,
+and resumption from the last checkpoint after an interruption.
+
+Single-label tasks use softmax cross-entropy; multi-label tasks (Digitclutter,
+labels are multi-hot) use one sigmoid per class, and an image counts as
+correct when its k highest-scoring classes are exactly its k digits
+(Spoerer et al. 2017).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
+from .io import CorruptFileError, atomic_torch_save, torch_load_verified
+
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved next to every result."""
+
+    epochs: int = 10                  # passes over the training set
+    batch_size: int = 128             # images per SGD step
+    lr: float = 0.1                   # peak learning rate
+    momentum: float = 0.9             # SGD momentum
+    weight_decay: float = 1e-4        # L2 penalty (He et al. 2016)
+    schedule: str = "cosine"          # "cosine", "step" (/10 at milestones) or "constant"
+    milestones: tuple = (0.5, 0.75)   # step schedule: fractions of training where lr is divided by 10
+    warmup_steps: int = 0             # linear warm-up steps (He et al.: 400 at lr 0.01 for ResNet-110)
+    label_smoothing: float = 0.0      # softmax tasks only
+    augment: bool = True              # per-batch random crop (+ flip where the dataset allows it)
+    coupling: float | None = None     # soft gradient coupling strength in [0, 1]; None = off
+    couple_norm: bool = True          # also couple batch-norm parameters
+    identical_init: bool = False      # start every block of a stage from the same weights
+    fast: bool = True                 # channels_last + bf16/fp16 autocast where the device supports it
+    compile: bool = False             # torch.compile the model (GPU runs)
+    seed: int = 0                     # data order, augmentation and stochastic layers
+
+    def __post_init__(self):
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive("lr", self.lr)
+        check_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
+        check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
+        if self.coupling is not None:
+            check_range("coupling", self.coupling, 0.0, 1.0)
+        check_int("seed", self.seed, minimum=0)
+        object.__setattr__(self, "milestones", tuple(self.milestones))
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of one training run."""
+
+    epoch: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    train_loss: list = field(default_factory=list)
+    train_acc: list = field(default_factory=list)
+    test_loss: list = field(default_factory=list)
+    test_acc: list = field(default_factory=list)
+    seconds: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- objectives
+
+def is_multilabel(logits: torch.Tensor, y: torch.Tensor) -> bool:
+    """Multi-hot float targets with one column per class mean a multi-label task."""
+    return y.is_floating_point() and y.shape == logits.shape
+
+
+def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
+              reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy for class labels, per-class binary cross-entropy for multi-hot labels."""
+    if is_multilabel(logits, y):
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y.float(), reduction="none").sum(1)
+        return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
+    return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
+
+
+def correct_mask(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example: is the prediction right? Multi-label: top-k classes == the k true ones."""
+    if is_multilabel(logits, y):
+        k = y.sum(1, keepdim=True).long()                            # (B, 1) digits present
+        ranks = logits.argsort(1, descending=True).argsort(1)        # (B, C) rank of each class
+        return ((ranks < k) & (y > 0.5)).sum(1) == k.squeeze(1)
+    return logits.argmax(1) == y
+
+
+def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
+    """Number of correctly classified examples in a batch."""
+    return int(correct_mask(logits, y).sum())
+
+
+# ---------------------------------------------------------------- helpers
+
+def resolve_device(device=None) -> torch.device:
+    """``None`` or ``"auto"`` picks CUDA when present, else the CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
+    """bf16 where the hardware has it natively, fp16 on older GPUs (Colab's T4), else none."""
+    if not fast:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and getattr(torch.backends.mkldnn, "is_available", lambda: False)():
+        try:
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                return torch.bfloat16
+        except (AttributeError, RuntimeError):
+            pass
+    return None
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate at a global step: warm-up, then cosine / step / constant."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    frac = step / max(1, total_steps)
+    if cfg.schedule == "cosine":
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * frac))
+    if cfg.schedule == "step":
+        return cfg.lr * 0.1 ** sum(frac >= m for m in cfg.milestones)
+    return cfg.lr
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device=None, **forward_kw) -> dict:
+    """Mean loss and accuracy of ``model`` over every batch of ``loader`` (eval mode)."""
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, n = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x, **forward_kw)
+        loss_sum += float(task_loss(logits, y, reduction="sum"))
+        correct += count_correct(logits, y)
+        n += len(y)
+    model.train(was_training)
+    if n == 0:
+        raise ValueError("loader yielded no examples; evaluate() needs at least one batch")
+    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+
+
+# ---------------------------------------------------------------- the loop
+
+def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, device=None,
+          checkpoint: str | Path | None = None, progress: bool = True, log=print) -> History:
+    """Train ``model`` on ``data`` (an ``ImageData``) and return its per-epoch ``History``.
+
+    With ``checkpoint`` set, the full training state is saved atomically after
+    every epoch, and a run that finds a checkpoint there resumes from it, so
+    an interrupted run ends with the same weights as an uninterrupted one.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"cfg={cfg!r} must be a TrainConfig")
+    device = resolve_device(device)
+    model.to(device)
+    data = data.to(device)
+    train_loader = data.loader("train", batch_size=cfg.batch_size, shuffle=True,
+                               augment=cfg.augment, seed=cfg.seed, drop_last=True)
+    test_loader = data.loader("test", batch_size=512)
+    if len(train_loader) == 0:
+        raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
+                         f"({len(data.train_labels)} images); use a batch_size <= the training-set size")
+
+    coupling = None
+    if cfg.coupling is not None or cfg.identical_init:
+        from .coupling import GradientCoupling, make_blocks_identical
+        if cfg.identical_init:
+            make_blocks_identical(model)
+        if cfg.coupling is not None:
+            coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
+
+    amp_dtype = autocast_dtype(device, cfg.fast)
+    if cfg.fast:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    history, start = History(), 0
+    total_steps = cfg.epochs * len(train_loader)
+
+    # Phase 0: resume from the last complete epoch, if a checkpoint exists.
+    if checkpoint is not None and Path(checkpoint).exists():
+        try:
+            state = torch_load_verified(checkpoint, map_location=device)
+        except CorruptFileError as err:
+            log(f"ignoring unusable checkpoint ({err}); starting from scratch")
+        else:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["torch_rng"])
+            history, start = History(**state["history"]), state["epoch"] + 1
+            log(f"resumed from {checkpoint} after epoch {state['epoch'] + 1}/{cfg.epochs}")
+
+    epochs = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress,
+                  initial=start, total=cfg.epochs)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        model.train()
+        train_loader.set_epoch(epoch)           # data order depends on (seed, epoch) only
+        loss_sum, correct, n = 0.0, 0, 0
+        for b, (x, y) in enumerate(train_loader):
+            step = epoch * len(train_loader) + b
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step, total_steps)
+            if cfg.fast:
+                x = x.contiguous(memory_format=torch.channels_last)
+            # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                logits = step_model(x)
+                loss = task_loss(logits, y, cfg.label_smoothing)
+            # Phase 2: gradients, then soft coupling between the blocks of each stage.
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if coupling is not None:
+                scaler.unscale_(optimizer)
+                coupling.apply()                # g_i <- (1 - lam) g_i + lam * mean_j g_j
+            # Phase 3: the SGD step (momentum, weight decay).
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += float(loss) * len(y)
+            correct += count_correct(logits.detach(), y)
+            n += len(y)
+
+        # Phase 4: evaluate, record, checkpoint.
+        test = evaluate(model, test_loader, device)
+        history.epoch.append(epoch + 1)
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        history.train_loss.append(loss_sum / n)
+        history.train_acc.append(correct / n)
+        history.test_loss.append(test["loss"])
+        history.test_acc.append(test["acc"])
+        history.seconds.append(time.perf_counter() - t0)
+        epochs.set_postfix(train_acc=f"{correct / n:.3f}", test_acc=f"{test['acc']:.3f}")
+        if checkpoint is not None:
+            atomic_torch_save(checkpoint, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg)})
+    if cfg.fast:
+        model.to(memory_format=torch.contiguous_format)
+    model.eval()
+    return history
