@@ -202,7 +202,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
-    history, start = History(), 0
+    history, start, rng_state = History(), 0, None
     total_steps = cfg.epochs * len(train_loader)
 
     # Phase 0: resume from the last complete epoch, if a checkpoint exists.
@@ -215,55 +215,65 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
-            torch.set_rng_state(state["torch_rng"])
+            rng_state = state["rng"]
             history, start = History(**state["history"]), state["epoch"] + 1
             log(f"resumed from {checkpoint} after epoch {state['epoch'] + 1}/{cfg.epochs}")
 
-    epochs = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress,
-                  initial=start, total=cfg.epochs)
-    for epoch in epochs:
-        t0 = time.perf_counter()
-        model.train()
-        train_loader.set_epoch(epoch)           # data order depends on (seed, epoch) only
-        loss_sum, correct, n = 0.0, 0, 0
-        for b, (x, y) in enumerate(train_loader):
-            step = epoch * len(train_loader) + b
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, step, total_steps)
-            if cfg.fast:
-                x = x.contiguous(memory_format=torch.channels_last)
-            # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = step_model(x)
-                loss = task_loss(logits, y, cfg.label_smoothing)
-            # Phase 2: gradients, then soft coupling between the blocks of each stage.
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if coupling is not None:
-                scaler.unscale_(optimizer)
-                coupling.apply()                # g_i <- (1 - lam) g_i + lam * mean_j g_j
-            # Phase 3: the SGD step (momentum, weight decay).
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += float(loss) * len(y)
-            correct += count_correct(logits.detach(), y)
-            n += len(y)
+    # Stochastic layers draw from torch's RNG: seed it from cfg.seed inside a fork,
+    # so the caller's random state is untouched and a resumed run continues the same stream.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed)
+        if rng_state is not None:
+            torch.set_rng_state(rng_state["cpu"])
+            if device.type == "cuda" and rng_state.get("cuda") is not None:
+                torch.cuda.set_rng_state(rng_state["cuda"], device)
+        epochs = tqdm(range(start, cfg.epochs), desc="epochs", disable=not progress,
+                      initial=start, total=cfg.epochs)
+        for epoch in epochs:
+            t0 = time.perf_counter()
+            model.train()
+            train_loader.set_epoch(epoch)           # data order depends on (seed, epoch) only
+            loss_sum, correct, n = 0.0, 0, 0
+            for b, (x, y) in enumerate(train_loader):
+                step = epoch * len(train_loader) + b
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, step, total_steps)
+                if cfg.fast:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
+                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                    logits = step_model(x)
+                    loss = task_loss(logits, y, cfg.label_smoothing)
+                # Phase 2: gradients, then soft coupling between the blocks of each stage.
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if coupling is not None:
+                    scaler.unscale_(optimizer)
+                    coupling.apply()                # g_i <- (1 - lam) g_i + lam * mean_j g_j
+                # Phase 3: the SGD step (momentum, weight decay).
+                scaler.step(optimizer)
+                scaler.update()
+                loss_sum += float(loss.detach()) * len(y)
+                correct += count_correct(logits.detach(), y)
+                n += len(y)
 
-        # Phase 4: evaluate, record, checkpoint.
-        test = evaluate(model, test_loader, device)
-        history.epoch.append(epoch + 1)
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        history.train_loss.append(loss_sum / n)
-        history.train_acc.append(correct / n)
-        history.test_loss.append(test["loss"])
-        history.test_acc.append(test["acc"])
-        history.seconds.append(time.perf_counter() - t0)
-        epochs.set_postfix(train_acc=f"{correct / n:.3f}", test_acc=f"{test['acc']:.3f}")
-        if checkpoint is not None:
-            atomic_torch_save(checkpoint, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg)})
+            # Phase 4: evaluate, record, checkpoint.
+            test = evaluate(model, test_loader, device)
+            history.epoch.append(epoch + 1)
+            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.train_loss.append(loss_sum / n)
+            history.train_acc.append(correct / n)
+            history.test_loss.append(test["loss"])
+            history.test_acc.append(test["acc"])
+            history.seconds.append(time.perf_counter() - t0)
+            epochs.set_postfix(train_acc=f"{correct / n:.3f}", test_acc=f"{test['acc']:.3f}")
+            if checkpoint is not None:
+                atomic_torch_save(checkpoint, {
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(), "rng": {
+                        "cpu": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                    "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg)})
     if cfg.fast:
         model.to(memory_format=torch.contiguous_format)
     model.eval()

@@ -1,0 +1,33 @@
+"""Test-run settings shared by the unit tests and the notebook runs (nbval).
+
+This file sits at the repository root so that pytest loads it for *every* path
+under the repository: plain ``pytest``, ``pytest tests/...`` and
+``pytest book/ch1_identity_mappings.ipynb`` alike.
+
+Smoke mode: the test run always sets ``ITERCOURSE_SMOKE=1`` here, before any
+notebook kernel starts. nbval starts each kernel as a child process of pytest,
+which inherits this process's environment, so every notebook under test calls
+``itercourse.smoke.pick(...)`` with smoke mode on. The book build never loads
+this file, so it never runs in smoke mode.
+``tests/test_smoke_reaches_kernels.py`` checks that the switch reaches kernels.
+"""
+from __future__ import annotations
+
+import os
+
+SMOKE_VAR = "ITERCOURSE_SMOKE"  # same name as itercourse.smoke.ENV_VAR
+
+# Paths (relative to this file) that pytest never collects: built sites and the
+# assignments, whose notebooks are checked by their own tests, not by nbval.
+collect_ignore = ["_build", "book/_build", "book/assignments"]
+
+
+def pytest_configure(config):
+    """Switch smoke mode on for this process and every kernel it starts."""
+    os.environ[SMOKE_VAR] = "1"
+    # Kernels draw figures with the inline backend (ipykernel's default when
+    # MPLBACKEND is unset). A GUI backend inherited from the caller's shell
+    # (e.g. MPLBACKEND=TkAgg) would try to open windows on a headless machine.
+    backend = os.environ.get("MPLBACKEND", "")
+    if backend and "inline" not in backend.lower() and backend.lower() != "agg":
+        del os.environ["MPLBACKEND"]

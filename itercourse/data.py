@@ -1,0 +1,273 @@
+"""Datasets as uint8 tensors kept on the device, and a batch loader that normalises and augments there.
+
+Four datasets: ``mnist``, ``cifar10``, ``cifar100`` (read through torchvision's
+own dataset classes, from the standard files) and ``digitclutter`` (generated,
+see :mod:`itercourse.digitclutter`). Every image set is stored whole as a
+uint8 tensor (N, C, H, W); a :class:`BatchLoader` slices batches, converts
+them to float, normalises them per channel, ``x = (x / 255 - mean) / std``,
+and (for training) augments them with tensor ops on the device: a random
+crop from the image zero-padded by 4 pixels after normalisation (so the
+padding is the mean colour) and a random horizontal flip. No worker processes.
+
+Source: the CIFAR recipe of He et al. 2016 (4-px pad, random 32x32 crop,
+horizontal flip); GPU-resident data and on-device augmentation as in airbench.
+
+MNIST is padded from 28x28 to 32x32 with two rows/columns of zeros on each
+side (as LeNet-5 did), so every dataset in the course is 32x32 and one
+ResNet configuration (32 -> 16 -> 8) fits all of them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import socket
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as Fn
+
+from . import digitclutter as dc
+from .errors import check_choice, check_int, check_positive_int
+from .io import CorruptFileError
+
+DATASETS = ("mnist", "cifar10", "cifar100", "digitclutter")
+SPLITS = ("train", "test")
+
+# where torchvision's classes look for the files, and where they come from
+_SOURCES = {
+    "mnist": ("MNIST", os.path.join("MNIST", "raw"),
+              "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte",
+              "download the four .gz files from https://ossci-datasets.s3.amazonaws.com/mnist/ and gunzip them into {where}"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", "data_batch_1 ... data_batch_5, test_batch, batches.meta",
+                "download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it in {root} (it unpacks into {where})"),
+    "cifar100": ("CIFAR100", "cifar-100-python", "train, test, meta",
+                 "download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it in {root} (it unpacks into {where})"),
+}
+_NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "digitclutter": 10}
+DOWNLOAD_TIMEOUT_S = 60   # a silent network fails after this long instead of hanging
+
+
+def _seed_from(*parts: int) -> int:
+    """A well-mixed 63-bit seed from a tuple of ints, e.g. (seed, epoch)."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class BatchLoader:
+    """Re-iterable batches ``(x, y)`` from uint8 images on a device: x float32 normalised, y labels.
+
+    Shuffling and augmentation for epoch k draw from a generator seeded by
+    (seed, k): each ``iter(loader)`` uses the current epoch and then advances
+    it, and ``set_epoch(k)`` makes a resumed run repeat epoch k exactly.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean, std, *, batch_size: int = 128,
+                 shuffle: bool = False, augment: bool = False, flip: bool = False, pad: int = 4,
+                 seed: int = 0, drop_last: bool = False):
+        check_positive_int("batch_size", batch_size)
+        check_int("seed", seed, minimum=0)
+        check_int("pad", pad, minimum=0)
+        if len(images) != len(labels):
+            raise ValueError(f"images has {len(images)} items but labels has {len(labels)}; they must match")
+        self.images, self.labels = images, labels                   # (N, C, H, W) uint8, (N,) or (N, K)
+        device = images.device
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.batch_size, self.shuffle, self.augment, self.flip = batch_size, shuffle, augment, flip
+        self.pad, self.seed, self.drop_last = pad, seed, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch`` (for resuming a run)."""
+        check_int("epoch", epoch, minimum=0)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> float32 ``(x / 255 - mean) / std``."""
+        return (x.float().div_(255) - self.mean) / self.std
+
+    def _augment(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Random crop of the zero-padded batch and (if ``flip``) random horizontal flip, on x's device."""
+        b, c, h, w = x.shape
+        p = self.pad
+        if p > 0:
+            xp = Fn.pad(x, (p, p, p, p))                                     # (B, C, H+2p, W+2p), 0 = mean
+            dy = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (b,), generator=gen).to(x.device)
+            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]   # (B, 1, H, 1)
+            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]   # (B, 1, 1, W)
+            bi = torch.arange(b, device=x.device)[:, None, None, None]
+            ci = torch.arange(c, device=x.device)[None, :, None, None]
+            x = xp[bi, ci, rows, cols]                                        # (B, C, H, W)
+        if self.flip:
+            mirror = (torch.rand(b, generator=gen) < 0.5).to(x.device)
+            x = torch.where(mirror[:, None, None, None], x.flip(3), x)
+        return x
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        gen = torch.Generator().manual_seed(_seed_from(self.seed, epoch))   # CPU: same stream on every device
+        n = len(self.images)
+        order = torch.randperm(n, generator=gen).to(self.images.device) if self.shuffle else None
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            idx = order[start:start + self.batch_size] if order is not None else slice(start, start + self.batch_size)
+            x = self.normalise(self.images[idx])
+            if self.augment:
+                x = self._augment(x, gen)
+            yield x, self.labels[idx]
+
+
+@dataclasses.dataclass
+class ImageData:
+    """A dataset held as tensors: uint8 images (N, C, H, W) and labels, with its normalisation constants."""
+
+    name: str                         # one of DATASETS
+    train_images: torch.Tensor = dataclasses.field(repr=False)   # (N, C, H, W) uint8
+    train_labels: torch.Tensor = dataclasses.field(repr=False)   # (N,) int64, or (N, 10) float32 multi-hot
+    test_images: torch.Tensor = dataclasses.field(repr=False)    # (M, C, H, W) uint8
+    test_labels: torch.Tensor = dataclasses.field(repr=False)    # (M,) or (M, 10)
+    num_classes: int                  # 10 or 100
+    in_channels: int                  # 1 (greyscale) or 3 (RGB)
+    multilabel: bool                  # True for digitclutter: labels are multi-hot sets
+    mean: tuple[float, ...]           # per-channel mean of the training images, in [0, 1] units
+    std: tuple[float, ...]            # per-channel standard deviation, same units
+
+    def __repr__(self) -> str:
+        return (f"ImageData({self.name!r}, train={tuple(self.train_images.shape)}, "
+                f"test={tuple(self.test_images.shape)}, classes={self.num_classes}, "
+                f"multilabel={self.multilabel}, device={self.device})")
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_images.device
+
+    def to(self, device) -> "ImageData":
+        """A copy with all tensors on ``device``."""
+        move = {f: getattr(self, f).to(device) for f in ("train_images", "train_labels", "test_images", "test_labels")}
+        return dataclasses.replace(self, **move)
+
+    def loader(self, split: str, batch_size: int = 128, shuffle: bool = False, augment: bool = False,
+               seed: int = 0, drop_last: bool = False, flip: bool | None = None) -> BatchLoader:
+        """Batches of ``split`` ("train" or "test"). ``flip=None`` flips only CIFAR (flipping changes digits)."""
+        check_choice("split", split, SPLITS)
+        images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images, self.test_labels)
+        flip = self.name.startswith("cifar") if flip is None else flip
+        return BatchLoader(images, labels, self.mean, self.std, batch_size=batch_size, shuffle=shuffle,
+                           augment=augment, flip=flip, seed=seed, drop_last=drop_last)
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images (N, C, H, W), in [0, 1] units."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    total_sq = torch.zeros_like(total)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to("cpu", torch.float64) / 255
+        total += x.sum((0, 2, 3))
+        total_sq += (x * x).sum((0, 2, 3))
+    count = images.numel() / images.shape[1]
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _missing_files_error(name: str, root: str, cause: BaseException | None) -> FileNotFoundError:
+    cls_name, folder, files, how = _SOURCES[name]
+    where = os.path.join(os.path.abspath(root), folder)
+    how = how.format(root=os.path.abspath(root), where=where)
+    reason = f" (download failed: {cause})" if cause is not None else ""
+    return FileNotFoundError(
+        f"dataset {name!r}: files not found or incomplete in {where}{reason}. Expected: {files}. "
+        f"Either run once on a machine with internet with download=True (torchvision.datasets.{cls_name} "
+        f"fetches them into root={root!r}), or {how}.")
+
+
+def _torchvision_split(name: str, root: str, train: bool, download: bool):
+    """(images uint8 (N, C, H, W), labels int64 (N,)) read by torchvision's own dataset class."""
+    import torchvision
+    from urllib.error import URLError
+
+    cls = getattr(torchvision.datasets, _SOURCES[name][0])
+    old_timeout = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)       # urllib in torchvision has no timeout of its own
+        ds = cls(root, train=train, download=download)
+    except (RuntimeError, URLError, OSError) as err:
+        raise _missing_files_error(name, root, err if download else None) from err
+    finally:
+        socket.setdefaulttimeout(old_timeout)
+    data = torch.as_tensor(np.asarray(ds.data))
+    if data.ndim == 3:                                         # MNIST (N, 28, 28) -> (N, 1, 32, 32)
+        data = Fn.pad(data[:, None], (2, 2, 2, 2))
+    else:                                                      # CIFAR (N, 32, 32, 3) -> (N, 3, 32, 32)
+        data = data.permute(0, 3, 1, 2)
+    return data.contiguous(), torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+
+def _subsample(images, labels, size, seed, what: str):
+    """A deterministic random subset of ``size`` items (original order kept); ``seed`` an int or int tuple."""
+    if size is None:
+        return images, labels
+    check_positive_int(what, size)
+    if size > len(images):
+        raise ValueError(f"{what}={size} is larger than the {len(images)} images available; use at most {len(images)}")
+    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:size])
+    keep = torch.from_numpy(keep)
+    return images[keep], labels[keep]
+
+
+def _digitclutter_split(root: str, n: int, seed: int, cache: bool, kwargs: dict):
+    if not cache:
+        return dc.make_digitclutter(n, seed=seed, **kwargs)
+    key = repr(sorted(dict(kwargs, n=n, seed=seed).items()))
+    path = os.path.join(root, "digitclutter", hashlib.sha256(key.encode()).hexdigest()[:16] + ".npz")
+    if os.path.exists(path):
+        try:
+            images, labels, _, params = dc.load_digitclutter(path)
+            if params == key:
+                return images, labels
+        except (CorruptFileError, OSError, ValueError, KeyError):   # damaged or foreign file: regenerate
+            pass
+    images, labels = dc.make_digitclutter(n, seed=seed, **kwargs)
+    dc.save_digitclutter(path, images.numpy(), labels.numpy(), **dict(kwargs, n=n, seed=seed))
+    return images, labels
+
+
+def load_dataset(name: str, root: str = "data", *, train_size: int | None = None, test_size: int | None = None,
+                 seed: int = 0, download: bool = True, device="cpu", cache: bool = False,
+                 **digitclutter_kwargs) -> ImageData:
+    """Load ``name`` (one of DATASETS) as an :class:`ImageData` on ``device``.
+
+    torchvision datasets: read from ``root`` with torchvision's classes
+    (downloaded there if ``download`` and a network is reachable), then, if
+    ``train_size``/``test_size`` are given, a random subset chosen by ``seed``.
+    ``digitclutter``: ``train_size`` (default 100,000) and ``test_size``
+    (default 10,000) images generated with seeds ``2 * seed`` and ``2 * seed + 1``;
+    extra keyword arguments go to :func:`itercourse.digitclutter.make_digitclutter`;
+    ``cache=True`` stores them under ``root/digitclutter/`` and reuses them.
+    ``mean``/``std`` are measured on the (subsampled) training images.
+    """
+    check_choice("name", name, DATASETS)
+    check_int("seed", seed, minimum=0)
+    if name == "digitclutter":
+        n_train = 100_000 if train_size is None else train_size
+        n_test = 10_000 if test_size is None else test_size
+        check_positive_int("train_size", n_train)
+        check_positive_int("test_size", n_test)
+        train_x, train_y = _digitclutter_split(root, n_train, 2 * seed, cache, digitclutter_kwargs)
+        test_x, test_y = _digitclutter_split(root, n_test, 2 * seed + 1, cache, digitclutter_kwargs)
+    else:
+        if digitclutter_kwargs:
+            raise TypeError(f"load_dataset({name!r}) got unexpected keyword arguments {sorted(digitclutter_kwargs)}; "
+                            "extra keyword arguments are only for name='digitclutter'")
+        train_x, train_y = _subsample(*_torchvision_split(name, root, True, download), train_size, (seed, 0), "train_size")
+        test_x, test_y = _subsample(*_torchvision_split(name, root, False, download), test_size, (seed, 1), "test_size")
+    mean, std = channel_stats(train_x)
+    data = ImageData(name=name, train_images=train_x, train_labels=train_y, test_images=test_x,
+                     test_labels=test_y, num_classes=_NUM_CLASSES[name], in_channels=train_x.shape[1],
+                     multilabel=(name == "digitclutter"), mean=mean, std=std)
+    return data.to(device)
