@@ -23,13 +23,36 @@ class CorruptFileError(RuntimeError):
     """A file exists but is truncated, corrupted or not in the expected format."""
 
 
+def ensure_writable_folder(path: str | os.PathLike) -> Path:
+    """Create the folder that will hold ``path`` (if needed) and check it can be written; returns ``path``.
+
+    Call it before a long computation whose result goes to ``path``, so a bad
+    path fails at once instead of after hours of work. Raises
+    ``NotADirectoryError`` when a file sits where a folder is needed and
+    ``PermissionError`` (or the ``OSError`` of the file system) when the folder
+    cannot be created or written. Note: for root, ``os.access`` grants every
+    permission, so only the first case can stop a root process.
+    """
+    path = Path(path)
+    folder = path.parent
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(f"path={str(path)!r} cannot be written: {str(blocker)!r} is a file, not a "
+                                 "folder; choose a path inside a folder (or move that file away)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise type(err)(f"path={str(path)!r}: cannot create the folder {str(folder)!r} ({err.strerror or err}); "
+                        "choose a folder you can write to") from err
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"path={str(path)!r}: the folder {str(folder)!r} is not writable; "
+                              "choose a folder you can write to")
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(path.parent, os.W_OK):
-        raise PermissionError(f"path={str(path)!r}: the folder {str(path.parent)!r} is not writable; "
-                              "choose a folder you can write to")
+    path = ensure_writable_folder(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -58,6 +81,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a file written by :func:`atomic_write_json`, verifying its checksum."""
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"path={str(path)!r} does not exist; check the path (a missing result is "
+                                "computed by itercourse.experiments.run)")
     try:
         wrapped = json.loads(path.read_text())
         data = wrapped["data"]

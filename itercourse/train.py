@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
-from .io import CorruptFileError, atomic_torch_save, torch_load_verified
+from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -90,6 +90,11 @@ def is_multilabel(logits: torch.Tensor, y: torch.Tensor) -> bool:
 def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
               reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy for class labels, per-class binary cross-entropy for multi-hot labels."""
+    if len(y) != len(logits):
+        raise ValueError(f"logits has {len(logits)} rows but y has {len(y)} labels; pass the labels of the "
+                         "same batch (one per example)")
+    if reduction == "mean" and len(y) == 0:     # the mean of nothing is NaN: refuse instead
+        raise ValueError("logits and y are an empty batch (B = 0); the mean loss needs at least one example")
     if is_multilabel(logits, y):
         loss = F.binary_cross_entropy_with_logits(logits.float(), y.float(), reduction="none").sum(1)
         return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
@@ -177,6 +182,8 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg={cfg!r} must be a TrainConfig")
+    if checkpoint is not None:                  # a bad path fails now, not after the first epoch
+        ensure_writable_folder(checkpoint)
     device = resolve_device(device)
     model.to(device)
     data = data.to(device)

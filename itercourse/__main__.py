@@ -1,0 +1,306 @@
+"""Command line: ``python -m itercourse {run, sweep, report, digitclutter} ...``.
+
+Every subcommand has ``--help`` with examples. Bad arguments end with an
+argparse-style message naming the flag and what it allows (exit code 2),
+never with a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+PROG = "python -m itercourse"
+
+MAIN_EPILOG = f"""\
+examples:
+  {PROG} run --coupling 0.5 --spectral-coeff 0.9 --epochs 2 --train-size 2000
+  {PROG} sweep --preset smoke --results-dir /tmp/results
+  {PROG} sweep --preset digitclutter --workers 2 --threads 1
+  {PROG} report --experiment digitclutter_grid --out /tmp/report
+  {PROG} digitclutter --n 1000 --num-digits 3 --out data/clutter.npz --preview clutter.png
+
+run '{PROG} <command> --help' for the flags of one command.
+"""
+
+RUN_EPILOG = f"""\
+examples:
+  # an ordinary ResNet on 2,000 Digitclutter images, 2 epochs, on the CPU
+  {PROG} run --train-size 2000 --test-size 500 --epochs 2 --device cpu
+  # the same net with fully coupled gradients and Lipschitz-constrained branches
+  {PROG} run --train-size 2000 --epochs 2 --coupling 1 --identical-init --spectral-coeff 0.9
+  # a ResNet-20 on CIFAR-10 (needs the CIFAR files under --data-root, or a network to download them)
+  {PROG} run --dataset cifar10 --depth 20 --widths 16 32 64 --epochs 30 --device cuda
+
+The result is written to RESULTS_DIR/EXPERIMENT/<config-hash>.json; running the
+same command again loads it instead of training. A killed run resumes from
+its checkpoint in CHECKPOINT_DIR.
+"""
+
+SWEEP_EPILOG = f"""\
+presets: digitclutter (the book's chapter 7 grid, CPU), smoke (seconds, a code check),
+         mnist, cifar10, cifar100 (chapter 8 grids, sized for one GPU)
+
+examples:
+  {PROG} sweep --preset smoke --results-dir /tmp/results        # seconds
+  {PROG} sweep --preset digitclutter --workers 2 --threads 1   # the committed grid (~1 h on 2 cores)
+  {PROG} sweep grids/cifar10.yaml --device cuda                  # chapter 8 on a GPU
+  {PROG} sweep --preset cifar10 --executor submitit --cluster slurm --slurm-partition gpu --gpus 1
+  {PROG} sweep --preset smoke --list                             # show the configs, run nothing
+
+A sweep that was interrupted resumes: configs whose result file exists and
+verifies are skipped.
+"""
+
+REPORT_EPILOG = f"""\
+examples:
+  {PROG} report                                   # digitclutter_grid from ./results into ./report
+  {PROG} report --experiment cifar10_grid --out report/cifar10
+"""
+
+DIGITCLUTTER_EPILOG = f"""\
+examples:
+  {PROG} digitclutter --n 1000 --out data/clutter3.npz
+  {PROG} digitclutter --n 5000 --num-digits 4 --seed 1 --debris --out data/debris4.npz --preview debris.png
+"""
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .blocks import BRANCH_NORMS, UNITS
+    from .experiments import DATASETS, EXECUTORS, PRESETS
+
+    p = argparse.ArgumentParser(prog=PROG, formatter_class=_formatter, epilog=MAIN_EPILOG,
+                                description="Residual networks as iterative, convergent computation: "
+                                            "train, sweep, report, generate data.")
+    sub = p.add_subparsers(dest="command", metavar="{run,sweep,report,digitclutter}")
+    sub.required = True
+
+    def common(q):
+        q.add_argument("--results-dir", default="results", help="where result JSON files go (default: results)")
+        q.add_argument("--checkpoint-dir", default="checkpoints",
+                       help="where per-epoch checkpoints go (default: checkpoints)")
+        q.add_argument("--data-root", default="data", help="dataset folder (default: data)")
+        q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
+        q.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: torch's)")
+
+    r = sub.add_parser("run", help="train and analyse one configuration (cached by its hash)",
+                       formatter_class=_formatter, epilog=RUN_EPILOG,
+                       description="Train one ResNet, evaluate it, compute the three indices and save the result.")
+    r.add_argument("--experiment", default="scratch", help="results subfolder (default: scratch)")
+    r.add_argument("--dataset", default="digitclutter", choices=DATASETS, help="default: digitclutter")
+    r.add_argument("--train-size", type=int, default=10_000, help="training images (default: 10000)")
+    r.add_argument("--test-size", type=int, default=2_000, help="test images (default: 2000)")
+    r.add_argument("--num-digits", type=int, default=None, help="digits per Digitclutter image (default: 3)")
+    r.add_argument("--depth", type=int, default=None,
+                   help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
+    r.add_argument("--widths", type=int, nargs="+", default=[16, 32, 32], metavar="W",
+                   help="channels per stage (default: 16 32 32)")
+    r.add_argument("--blocks", type=int, nargs="+", default=[4, 4, 4], metavar="N",
+                   help="same-shape blocks per stage (default: 4 4 4)")
+    r.add_argument("--unit", default="preact", choices=UNITS, help="residual unit (default: preact)")
+    r.add_argument("--branch-norm", default="none", choices=BRANCH_NORMS,
+                   help="batch norm in the branches (default: none; --spectral-coeff needs none)")
+    r.add_argument("--coupling", type=float, default=None,
+                   help="soft gradient coupling strength in [0, 1] (default: off)")
+    r.add_argument("--identical-init", action="store_true",
+                   help="start every block of a stage from the same weights (default: on when coupling > 0)")
+    r.add_argument("--spectral-coeff", type=float, default=None,
+                   help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: none)")
+    r.add_argument("--epochs", type=int, default=5, help="default: 5")
+    r.add_argument("--batch-size", type=int, default=128, help="default: 128")
+    r.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: 0.05)")
+    r.add_argument("--no-fast", action="store_true", help="plain fp32 NCHW training (no autocast, no channels_last)")
+    r.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
+    common(r)
+
+    s = sub.add_parser("sweep", help="run a grid of configurations, resuming where it stopped",
+                       formatter_class=_formatter, epilog=SWEEP_EPILOG,
+                       description="Run every configuration of a grid (YAML file or preset) that has no result yet.")
+    s.add_argument("grid", nargs="?", default=None, help="a grid YAML file (see grids/*.yaml)")
+    s.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a built-in grid instead of a file")
+    s.add_argument("--executor", choices=EXECUTORS, default="local", help="default: local")
+    s.add_argument("--workers", type=int, default=1, help="local executor: parallel processes (default: 1)")
+    s.add_argument("--cluster", choices=["slurm", "local", "debug"], default=None,
+                   help="submitit: where jobs run (default: slurm if available, else local)")
+    s.add_argument("--slurm-partition", default=None, help="submitit on SLURM: the partition")
+    s.add_argument("--gpus", type=int, default=None, help="submitit: GPUs per job")
+    s.add_argument("--timeout-min", type=int, default=60, help="submitit: minutes per job (default: 60)")
+    s.add_argument("--submitit-folder", default="submitit_logs", help="submitit logs (default: submitit_logs)")
+    s.add_argument("--list", action="store_true", help="print the grid's configs and whether each is done; run nothing")
+    s.add_argument("--dump", action="store_true", help="print the preset as YAML (to save as a grid file)")
+    common(s)
+
+    rep = sub.add_parser("report", help="tables and figures from a results folder",
+                         formatter_class=_formatter, epilog=REPORT_EPILOG,
+                         description="Accuracy vs coupling (seed spread) and indices vs coupling and constraint, "
+                                     "as PNG figures and a markdown table.")
+    rep.add_argument("--experiment", default="digitclutter_grid", help="results subfolder (default: digitclutter_grid)")
+    rep.add_argument("--results-dir", default="results", help="default: results")
+    rep.add_argument("--out", default="report", help="output folder for report.md and PNGs (default: report)")
+
+    d = sub.add_parser("digitclutter", help="generate a Digitclutter dataset and save it",
+                       formatter_class=_formatter, epilog=DIGITCLUTTER_EPILOG,
+                       description="Generate images of overlapping digits (Spoerer et al. 2017) as a .npz file.")
+    d.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
+    d.add_argument("--num-digits", type=int, default=3, help="digits per image, 1-10 (default: 3)")
+    d.add_argument("--size", type=int, default=32, help="image side in pixels (default: 32)")
+    d.add_argument("--seed", type=int, default=0, help="default: 0")
+    d.add_argument("--debris", action="store_true", help="add digit debris fragments (digit debris task)")
+    d.add_argument("--out", required=True, help="output .npz path")
+    d.add_argument("--preview", default=None, help="also save a PNG grid of the first 16 images here")
+    return p
+
+
+def _check_flags(parser, args) -> None:
+    """Range checks argparse cannot express, reported as 'argument --flag: ...'."""
+    def need(ok, flag, msg):
+        if not ok:
+            parser.error(f"argument {flag}: {msg}")
+
+    if args.command == "run":
+        for flag in ("train_size", "test_size", "epochs", "batch_size"):
+            need(getattr(args, flag) >= 1, "--" + flag.replace("_", "-"),
+                 f"invalid value {getattr(args, flag)}; must be an integer >= 1")
+        need(args.seed >= 0, "--seed", f"invalid value {args.seed}; must be an integer >= 0")
+        need(args.lr > 0, "--lr", f"invalid value {args.lr}; must be > 0")
+        if args.coupling is not None:
+            need(0.0 <= args.coupling <= 1.0, "--coupling", f"invalid value {args.coupling}; must be in [0, 1]")
+        if args.spectral_coeff is not None:
+            need(args.spectral_coeff > 0, "--spectral-coeff", f"invalid value {args.spectral_coeff}; must be > 0")
+            need(args.branch_norm == "none", "--spectral-coeff",
+                 "needs --branch-norm none (batch norm in a branch has no Lipschitz bound)")
+        if args.depth is not None:
+            need(args.depth >= 8 and (args.depth - 2) % 6 == 0, "--depth",
+                 f"invalid value {args.depth}; allowed: 6m+2 with m >= 1, e.g. 20, 56, 110")
+        need(all(w >= 1 for w in args.widths), "--widths", f"invalid values {args.widths}; must be integers >= 1")
+        need(all(b >= 1 for b in args.blocks), "--blocks", f"invalid values {args.blocks}; must be integers >= 1")
+        if args.num_digits is not None:
+            need(1 <= args.num_digits <= 10, "--num-digits", f"invalid value {args.num_digits}; allowed: 1..10")
+    if args.command == "sweep":
+        need((args.grid is None) != (args.preset is None), "GRID/--preset",
+             "give exactly one: a grid YAML file or --preset NAME")
+        need(args.workers >= 1, "--workers", f"invalid value {args.workers}; must be an integer >= 1")
+        if args.grid is not None:
+            need(Path(args.grid).is_file(), "GRID", f"no such file {args.grid!r}; try --preset digitclutter or "
+                                                     "one of grids/*.yaml")
+    if args.command in ("run", "sweep") and args.threads is not None:
+        need(args.threads >= 1, "--threads", f"invalid value {args.threads}; must be an integer >= 1")
+    if args.command == "digitclutter":
+        need(args.n >= 1, "--n", f"invalid value {args.n}; must be an integer >= 1")
+        need(1 <= args.num_digits <= 10, "--num-digits", f"invalid value {args.num_digits}; allowed: 1..10")
+        need(args.size >= 8, "--size", f"invalid value {args.size}; must be an integer >= 8")
+        need(args.seed >= 0, "--seed", f"invalid value {args.seed}; must be an integer >= 0")
+
+
+def _device(args):
+    return None if args.device == "auto" else args.device
+
+
+def cmd_run(args) -> None:
+    import torch
+    from .experiments import ExperimentConfig, result_path, run
+    from .models import ResNetConfig
+    from .train import TrainConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    channels = {"mnist": 1, "digitclutter": 1}.get(args.dataset, 3)
+    classes = 100 if args.dataset == "cifar100" else 10
+    model = ResNetConfig(in_channels=channels, num_classes=classes, widths=tuple(args.widths),
+                         blocks=tuple(args.blocks), unit=args.unit, branch_norm=args.branch_norm,
+                         spectral_coeff=args.spectral_coeff)
+    if args.depth is not None:
+        model = ResNetConfig.cifar(args.depth, **{**model.__dict__, "blocks": (1,)})
+    coupled = bool(args.coupling)
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, coupling=args.coupling,
+                        identical_init=args.identical_init or coupled, fast=not args.no_fast,
+                        augment=args.dataset != "digitclutter", seed=args.seed)
+    options = {} if args.num_digits is None else {"num_digits": args.num_digits}
+    cfg = ExperimentConfig(experiment=args.experiment, dataset=args.dataset, train_size=args.train_size,
+                           test_size=args.test_size, model=model, train=train, seed=args.seed,
+                           dataset_options=options)
+    res = run(cfg, args.results_dir, args.checkpoint_dir, device=_device(args), data_root=args.data_root)
+    print(f"{cfg.label()}: test accuracy {res.final_test_acc:.4f}")
+    print("indices: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in res.indices.items() if not isinstance(v, (dict, list))))
+    print(f"result: {result_path(cfg, args.results_dir)}")
+
+
+def cmd_sweep(args) -> None:
+    import torch
+    from .experiments import grid_yaml, is_done, load_grid, sweep
+
+    if args.dump:
+        if args.preset is None:
+            raise SystemExit(f"{PROG} sweep: error: argument --dump: needs --preset NAME")
+        print(grid_yaml(args.preset), end="")
+        return
+    configs = load_grid(args.preset or args.grid)
+    if args.list:
+        for c in configs:
+            print(f"{c.id}  {'done   ' if is_done(c, args.results_dir) else 'pending'}  {c.experiment}  {c.label()}")
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    slurm = {"timeout_min": args.timeout_min}
+    if args.slurm_partition:
+        slurm["slurm_partition"] = args.slurm_partition
+    if args.gpus is not None:
+        slurm["gpus_per_node"] = args.gpus
+    results = sweep(configs, args.executor, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
+                    device=_device(args), data_root=args.data_root, workers=args.workers, threads=args.threads,
+                    cluster=args.cluster, submitit_folder=args.submitit_folder, slurm=slurm)
+    print(f"{len(results)} results in {Path(args.results_dir) / configs[0].experiment}")
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+    paths = write_report(args.experiment, args.results_dir, args.out)
+    for p in paths:
+        print(p)
+
+
+def cmd_digitclutter(args) -> None:
+    from .digitclutter import make_digitclutter, save_digitclutter
+    images, labels = make_digitclutter(args.n, args.num_digits, size=args.size, seed=args.seed, debris=args.debris)
+    save_digitclutter(args.out, images.numpy(), labels.numpy(), n=args.n, num_digits=args.num_digits,
+                      size=args.size, seed=args.seed, debris=args.debris)
+    print(f"{args.n} images ({args.num_digits} digits, {args.size}x{args.size}) -> {args.out}")
+    if args.preview:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        k = min(16, args.n)
+        fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(k * 0.6, 2.6), squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < k:
+                ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+                ax.set_title("".join(str(d) for d in labels[i].nonzero().flatten().tolist()), fontsize=8)
+        Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(args.preview, dpi=120, bbox_inches="tight")
+        print(f"preview -> {args.preview}")
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "digitclutter": cmd_digitclutter}
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_flags(parser, args)
+    try:
+        COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # configuration mistakes reach the student as a one-line error, like argparse's own
+        parser.exit(2, f"{PROG} {args.command}: error: {err}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,452 @@
+"""The three indices of iterative convergence: recurrence, convergence and divergence.
+
+Lippl et al. (2021) say an iterative method has two properties, *iteration*
+(the same step applied again and again) and *convergence* (the steps settle
+on a fixed point), and define three indices of iterative convergence to
+measure them in ResNets. Their exact formulas were not available to us, so
+the definitions below are **our operationalisation** of those two properties;
+the paper's may differ. Each index is computed per stage of same-shape blocks
+``h_{i+1} = B_i(h_i)``, ``i = 0 .. n-1`` (``h_0`` = the stage's input after
+its transition), pooled over the examples of a loader, then averaged over
+stages (every stage counts the same).
+
+Recurrence (iteration): can block j stand in for block i? Two kinds:
+
+    "state" (default):  r_ij = 2 <d_i, d_ij> / (||d_i||^2 + ||d_ij||^2)
+                        d_i = B_i(h_i) - h_i,   d_ij = B_j(h_i) - h_i
+    "performance":      R_ij = clip((P_swap - P_drop_i) / (P_intact - P_drop_i), -1, 1),  P = -mean loss
+
+``r_ij = 1`` exactly when block j, put where block i is, takes block i's step
+(shared weights: 1 up to float rounding); 0 when the two steps are orthogonal
+(unrelated blocks); -1 when opposite. ``R_ij = 1``: swapping in block j costs
+nothing; 0: as bad as leaving slot i empty; -1 or below (clipped): worse than
+empty. The stage index is the mean over ordered pairs i != j (all of them,
+or ``max_pairs`` drawn with a seed), reported with its standard error.
+
+Convergence: does the residual stream settle beyond the trained depth? Apply
+the stage's last block ``(F - 1) n`` more times (F = the largest depth
+factor) and compare update sizes, root-mean-square over examples,
+
+    u_t = ||h_{t+1} - h_t|| / ||h_t||,     C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1).
+
+``C = 1``: the updates have died out (a contraction with rate rho gives
+``1 - rho**((F-1) n)``); ``C = 0``: they are as large as at the trained depth
+or larger (a non-convergent or expanding map).
+
+Divergence: does performance survive extra iterations? With the accuracy
+``acc_F`` after running stage s at ``F`` times its depth (the extra steps by
+its last block, the later stages as trained) and ``chance`` the accuracy of
+the best constant guess on the same labels,
+
+    D_F = clip((acc_F - chance) / (acc_1 - chance), 0, 1),    D = D_F at the largest F.
+
+``D = 1``: no accuracy lost (or gained); ``D = 0``: down to chance. High means
+*not* divergent, so that a recurrent, convergent network scores 1 on all three
+indices and an ordinary network about 0.
+
+Source: Lippl, Peters & Kriegeskorte (2021), abstract (the two properties and
+the three indices); the block drop/unroll tests of Jastrzębski et al. (2018,
+Sec. 4.3-4.4). Validated on systems with known answers in ``itercourse.toys``.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections import Counter
+from numbers import Integral
+
+import torch
+
+from .errors import check_choice, check_int
+from .train import correct_mask, task_loss
+
+KINDS = ("state", "performance")
+DEPTH_FACTORS = (2, 4)   # extra iterations: the stage is run at 2x and 4x its trained depth
+MAX_PAIRS = 48           # block pairs per stage (of n (n - 1)); keeps the "state" cost linear in depth
+LOSS_CAP = 1e6           # per-example loss of a blown-up (non-finite) output, so sums stay finite
+DEGENERATE_TOL = 1e-4    # |P_intact - P_drop| below this (relative): dropping the block changes nothing
+SETTLED = 1e-6           # relative update size at float32 precision: the stream has stopped moving
+
+
+# ---------------------------------------------------------------- checks and helpers
+
+def _check_model(model) -> None:
+    for attr in ("stem", "stages", "readout"):
+        if not hasattr(model, attr):
+            raise TypeError(f"model={type(model).__name__} has no .{attr}; the indices need a model with "
+                            "stem, stages (each with .enter and .blocks) and readout, like itercourse.models.ResNet")
+    for s, stage in enumerate(model.stages):
+        if not hasattr(stage, "blocks") or not hasattr(stage, "enter"):
+            raise TypeError(f"model.stages[{s}] has no .blocks/.enter; build stages with itercourse.models.Stage")
+        if len(stage.blocks) == 0:
+            raise ValueError(f"model.stages[{s}] has 0 blocks; every stage needs at least one block")
+
+
+def _device(model, device) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _check_factors(depth_factors) -> tuple:
+    if isinstance(depth_factors, Integral):
+        depth_factors = (depth_factors,)
+    if not isinstance(depth_factors, (tuple, list)) or len(depth_factors) == 0:
+        raise TypeError(f"depth_factors={depth_factors!r} must be a non-empty tuple of integers >= 2, e.g. (2, 4)")
+    for f in depth_factors:
+        check_int("depth_factors[i]", f, minimum=2)
+    return tuple(sorted(set(int(f) for f in depth_factors)))
+
+
+def sample_pairs(n: int, max_pairs: int | None = MAX_PAIRS, seed: int = 0) -> list[tuple[int, int]]:
+    """Ordered pairs ``(i, j)``, ``i != j``, of ``n`` blocks: all ``n (n - 1)``, or ``max_pairs`` drawn without replacement."""
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    if max_pairs is not None and len(pairs) > max_pairs:
+        gen = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(len(pairs), generator=gen)[:max_pairs].sort().values
+        pairs = [pairs[k] for k in keep.tolist()]
+    return pairs
+
+
+def chance_accuracy(labels) -> float:
+    """Accuracy of the best constant guess: the frequency of the most common label (or label set)."""
+    counts: Counter = Counter()
+    for y in labels:
+        y = y.detach().cpu()
+        if y.is_floating_point() and y.dim() == 2:                 # multi-hot label sets
+            rows, k = torch.unique(y > 0.5, dim=0, return_counts=True)
+            counts.update({tuple(r.tolist()): int(c) for r, c in zip(rows, k)})
+        else:
+            counts.update(y.reshape(-1).tolist())
+    n = sum(counts.values())
+    if n == 0:
+        raise ValueError("labels are empty; chance_accuracy needs at least one label")
+    return max(counts.values()) / n
+
+
+def _sq(t: torch.Tensor) -> torch.Tensor:
+    """Sum over examples of ``||t_b||^2``, per-example norms in the input dtype, the sum in float64, on the device."""
+    return torch.linalg.vector_norm(t.flatten(1), dim=1).double().pow(2).sum()
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Sum over examples of ``<a_b, b_b>``, accumulated in float64."""
+    return torch.vdot(a.reshape(-1), b.reshape(-1)).double()
+
+
+def _mean_sem(values: list[float]):
+    """Mean and standard error (std / sqrt(m)); the error is None for fewer than two values."""
+    if not values:
+        return None, None
+    m = len(values)
+    mean = sum(values) / m
+    if m < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (m - 1)
+    return mean, math.sqrt(var / m)
+
+
+def _overall(per_stage: list[dict], key: str):
+    """Mean over stages that have a value, and its error sqrt(sum sem^2) / k (None when any is missing)."""
+    vals = [st[key] for st in per_stage if st.get(key) is not None]
+    if not vals:
+        return None, None
+    sems = [st.get(key + "_sem") for st in per_stage if st.get(key) is not None]
+    sem = math.sqrt(sum(e * e for e in sems)) / len(vals) if all(e is not None for e in sems) else None
+    return sum(vals) / len(vals), sem
+
+
+class _Scorer:
+    """Loss sum and correct count of logits against labels; non-finite outputs count as wrong, loss LOSS_CAP."""
+
+    def __init__(self, y: torch.Tensor):
+        self.y = y
+
+    def __call__(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        finite = torch.isfinite(logits).all(1)
+        safe = torch.where(finite[:, None], logits, torch.zeros_like(logits))
+        loss = task_loss(safe, self.y, reduction="none").double()
+        loss = torch.where(finite & torch.isfinite(loss), loss.clamp(max=LOSS_CAP), torch.full_like(loss, LOSS_CAP))
+        return loss.sum(), (correct_mask(safe, self.y) & finite).sum()
+
+
+# ---------------------------------------------------------------- one pass over the data
+
+@torch.no_grad()
+def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "state",
+             max_pairs: int | None = MAX_PAIRS, depth_factors=DEPTH_FACTORS, seed: int = 0, device=None,
+             chance: float | None = None) -> dict:
+    """Accumulate everything the indices need in one pass, reusing each batch's block-boundary states."""
+    _check_model(model)
+    check_choice("kind", kind, KINDS)
+    if max_pairs is not None:
+        check_int("max_pairs", max_pairs, minimum=1)
+    check_int("seed", seed, minimum=0)
+    factors = _check_factors(depth_factors)
+    device = _device(model, device)
+    stages = list(model.stages)
+    ns = [len(st.blocks) for st in stages]
+    F = factors[-1]
+    pairs = [sample_pairs(n, max_pairs, seed + 7919 * s) if recurrence else [] for s, n in enumerate(ns)]
+
+    def finish(s: int, i: int, h: torch.Tensor) -> torch.Tensor:
+        """Logits from state h before block i of stage s: blocks i..n-1, the later stages, the readout."""
+        for blk in stages[s].blocks[i:]:
+            h = blk(h)
+        for st in stages[s + 1:]:
+            h = st(h)
+        return model.readout(h)
+
+    # Sums over examples, kept as float64 tensors on the device (one transfer at the end).
+    zero = lambda: torch.zeros((), dtype=torch.float64, device=device)   # noqa: E731
+    n_seen, labels = 0, []
+    base = [zero(), zero()]                                       # loss sum, correct count of the intact net
+    rec = [{p: [zero(), zero()] for p in ps} for ps in pairs]     # state: 2<d_i,d_ij>, |d_i|^2+|d_ij|^2; perf: swap loss
+    drop = [{i: zero() for i, _ in ps} for ps in pairs]           # performance: loss sum with block i dropped
+    step_sq = [[zero() for _ in range(F * n)] for n in ns]        # ||h_{t+1} - h_t||^2, t = 0 .. Fn-1
+    state_sq = [[zero() for _ in range(F * n)] for n in ns]       # ||h_t||^2
+    deep = [[zero() for _ in factors] for _ in ns]                # correct count at depth f n, per factor
+
+    was_training = model.training
+    model.eval()
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            score = _Scorer(y)
+            labels.append(y)
+            # The base pass: every stage's states h_0 .. h_n, kept for reuse (cost: one forward).
+            h, states = model.stem(x), []
+            for s, st in enumerate(stages):
+                hs = [st.enter(h)]
+                for blk in st.blocks:
+                    hs.append(blk(hs[-1]))                        # h_{i+1} = B_i(h_i)
+                if not all(bool(torch.isfinite(t).all()) for t in hs):
+                    raise ValueError(f"the residual stream of stage {s} is not finite at the trained depth "
+                                     "(inf or NaN in the model's own forward pass); the indices need a working model")
+                states.append(hs)
+                h = hs[-1]
+            loss, correct = score(model.readout(h))
+            base[0] += loss
+            base[1] += correct
+            n_seen += len(x)
+
+            for s, st in enumerate(stages):
+                hs, n = states[s], ns[s]
+                steps = [hs[t + 1] - hs[t] for t in range(n)]     # d_t = B_t(h_t) - h_t
+                if recurrence and kind == "state":                # one block application per pair
+                    for (i, j), acc in rec[s].items():
+                        d_ij = st.blocks[j](hs[i]) - hs[i]
+                        acc[0] += 2.0 * _dot(steps[i], d_ij)
+                        acc[1] += _sq(steps[i]) + _sq(d_ij)
+                elif recurrence:                                  # performance: run the rest of the net
+                    for i in drop[s]:
+                        drop[s][i] += score(finish(s, i + 1, hs[i]))[0]            # slot i left empty
+                    for (i, j), acc in rec[s].items():
+                        acc[0] += score(finish(s, i + 1, st.blocks[j](hs[i])))[0]   # block j in slot i
+                if iteration:
+                    for t in range(n):                            # the trained steps
+                        step_sq[s][t] += _sq(steps[t])
+                        state_sq[s][t] += _sq(hs[t])
+                    h, last, marks = hs[n], st.blocks[n - 1], {f * n: k for k, f in enumerate(factors)}
+                    for t in range(n, F * n):                     # extra steps of the last block
+                        h_next = last(h)
+                        step_sq[s][t] += _sq(h_next - h)
+                        state_sq[s][t] += _sq(h)
+                        h = h_next
+                        if t + 1 in marks:
+                            deep[s][marks[t + 1]] += score(finish(s, n, h))[1]
+    finally:
+        model.train(was_training)
+    if n_seen == 0:
+        raise ValueError("loader yielded no batches; the indices need at least one batch of (x, y)")
+
+    val = lambda t: float(t)                                       # noqa: E731  (device -> Python float)
+    loss_sum = val(base[0])
+    out = {"n": n_seen, "loss": loss_sum / n_seen, "acc": val(base[1]) / n_seen, "kind": kind,
+           "max_pairs": max_pairs, "depth_factors": list(factors), "per_stage": []}
+    chance = chance_accuracy(labels) if chance is None else float(chance)
+    at_chance = out["acc"] - chance <= 1e-12
+    if iteration:
+        out["chance"] = chance
+        if at_chance:
+            warnings.warn(f"accuracy {out['acc']:.4f} is at or below chance ({chance:.4f}); the divergence index "
+                          "is degenerate: 1 where extra iterations lose nothing, else 0", RuntimeWarning, stacklevel=3)
+    for s, n in enumerate(ns):
+        st: dict = {"stage": s, "blocks": n}
+        if recurrence:
+            st.update(_recurrence_stage(kind, {p: (val(a), val(b)) for p, (a, b) in rec[s].items()},
+                                        {i: val(v) for i, v in drop[s].items()}, loss_sum, n_seen))
+        if iteration:
+            st.update(_convergence_stage([val(v) for v in step_sq[s]], [val(v) for v in state_sq[s]], n, F))
+            st.update(_divergence_stage([val(v) for v in deep[s]], n_seen, out["acc"], chance, factors, at_chance))
+        out["per_stage"].append(st)
+    return out
+
+
+def _recurrence_stage(kind: str, rec: dict, drop: dict, loss_sum: float, n: int) -> dict:
+    values, degenerate = [], 0
+    for (i, j), (a, b) in rec.items():
+        if kind == "state":
+            r = a / b if b > 0 else 1.0                     # both steps exactly zero: identical at these inputs
+        else:
+            p_int, p_drop, p_swap = -loss_sum / n, -drop[i] / n, -a / n
+            den = p_int - p_drop
+            if abs(den) <= DEGENERATE_TOL * max(1.0, abs(p_int)):
+                degenerate += 1                             # dropping block i changes nothing: pair uninformative
+                continue
+            r = min(1.0, max(-1.0, (p_swap - p_drop) / den))
+        values.append([i, j, r])
+    index, sem = _mean_sem([v[2] for v in values])
+    return {"recurrence": index, "recurrence_sem": sem, "pairs": values, "degenerate_pairs": degenerate}
+
+
+def _convergence_stage(step_sq: list, state_sq: list, n: int, F: int) -> dict:
+    u = []
+    for a, b in zip(step_sq, state_sq):
+        v = math.sqrt(a / b) if b > 0 else (0.0 if a == 0 else math.inf)
+        u.append(v if math.isfinite(v) else math.inf)       # inf or NaN: the stream overflowed
+    u_tr, u_end = u[n - 1], u[F * n - 1]
+    if not math.isfinite(u_end):
+        c, rate = 0.0, None
+    elif u_end <= SETTLED:
+        c, rate = 1.0, None                                 # stopped moving (to float precision)
+    elif u_tr <= SETTLED:
+        c, rate = 0.0, None                                 # was still at the trained depth, moves again later
+    else:
+        c = min(1.0, max(0.0, 1.0 - u_end / u_tr))
+        rate = (u_end / u_tr) ** (1.0 / ((F - 1) * n))
+    return {"convergence": c, "rate": rate, "update_sizes": [v if math.isfinite(v) else None for v in u]}
+
+
+def _divergence_stage(correct: list, n: int, acc1: float, chance: float, factors: tuple, at_chance: bool) -> dict:
+    accs = [c / n for c in correct]
+    if at_chance:
+        d = [1.0 if a >= acc1 else 0.0 for a in accs]
+    else:
+        d = [min(1.0, max(0.0, (a - chance) / (acc1 - chance))) for a in accs]
+    return {"divergence": d[-1], "divergence_by_factor": d, "acc_by_factor": accs}
+
+
+# ---------------------------------------------------------------- the public indices
+
+def iterative_convergence_indices(model, loader, *, kind: str = "state", max_pairs: int | None = MAX_PAIRS,
+                                  depth_factors=DEPTH_FACTORS, seed: int = 0, device=None,
+                                  chance: float | None = None) -> dict:
+    """The recurrence, convergence and divergence indices of ``model`` on ``loader``, per stage and overall.
+
+    Definitions (ours) in the module docstring. One pass over the data: each
+    batch's block-boundary states ``h_0 .. h_n`` of every stage are computed
+    once (one forward) and reused. In units of one block application, with
+    ``m_s`` pairs in stage s, ``T_s`` the blocks and transitions after stage s
+    and ``F`` the largest depth factor, the extra work per batch is
+
+        recurrence "state":        sum_s m_s                                   (B_j(h_i) only)
+        recurrence "performance":  sum_s sum_{pairs} (n_s - i + T_s) + sum_{distinct i} (n_s - i - 1 + T_s)
+        convergence + divergence:  sum_s ((F - 1) n_s + |factors| T_s)
+
+    (:func:`evaluation_cost` computes these counts.) Returns a JSON-friendly
+    dict: ``recurrence`` (in [-1, 1]; ``None`` when no stage has two blocks),
+    ``recurrence_sem``, ``convergence`` and ``divergence`` (in [0, 1]), the
+    intact ``acc``/``loss``, ``chance``, ``n`` and ``per_stage`` details
+    (pair values, update sizes ``u_t``, accuracy per depth factor).
+    """
+    out = _measure(model, loader, recurrence=True, iteration=True, kind=kind, max_pairs=max_pairs,
+                   depth_factors=depth_factors, seed=seed, device=device, chance=chance)
+    rec, rec_sem = _overall(out["per_stage"], "recurrence")
+    if rec is None:
+        warnings.warn("no stage has two blocks (or every pair was degenerate): recurrence is None",
+                      RuntimeWarning, stacklevel=2)
+    head = {"recurrence": rec, "recurrence_sem": rec_sem,
+            "convergence": _overall(out["per_stage"], "convergence")[0],
+            "divergence": _overall(out["per_stage"], "divergence")[0]}
+    return {**head, **out}
+
+
+def recurrence_index(model, loader, *, kind: str = "state", max_pairs: int | None = MAX_PAIRS, seed: int = 0,
+                     device=None) -> dict:
+    """How interchangeable the blocks of each stage are: mean of r_ij (or R_ij) over ordered pairs i != j.
+
+        state:        r_ij = 2 <d_i, d_ij> / (||d_i||^2 + ||d_ij||^2),  d_i = B_i(h_i) - h_i, d_ij = B_j(h_i) - h_i
+        performance:  R_ij = clip((P_swap - P_drop_i) / (P_intact - P_drop_i), -1, 1),  P = -mean loss
+
+    1 = interchangeable (a recurrent stage), 0 = unrelated steps / as bad as
+    an empty slot, negative = opposite steps / worse than an empty slot.
+    Returns ``index``, ``sem`` (standard error over pairs, combined over
+    stages) and ``per_stage``. Performance pairs whose drop changes the loss
+    by less than ``DEGENERATE_TOL`` are skipped and counted; a stage with one
+    block has no pairs and reports ``None``. Raises ``ValueError`` when no
+    stage has a usable pair. Our operationalisation of Lippl et al.'s (2021)
+    iteration property.
+    """
+    out = _measure(model, loader, recurrence=True, iteration=False, kind=kind, max_pairs=max_pairs,
+                   seed=seed, device=device)
+    index, sem = _overall(out["per_stage"], "recurrence")
+    if index is None:
+        raise ValueError(f"no stage of this model has a usable pair of blocks (blocks per stage: "
+                         f"{[st['blocks'] for st in out['per_stage']]}, degenerate pairs: "
+                         f"{[st['degenerate_pairs'] for st in out['per_stage']]}); the recurrence index needs "
+                         "a stage with at least two blocks whose removal changes the loss")
+    return {"index": index, "sem": sem, **out}
+
+
+def convergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, device=None) -> dict:
+    """How far the residual stream settles when each stage's last block is iterated beyond the trained depth.
+
+        u_t = ||h_{t+1} - h_t|| / ||h_t||,   C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1)
+
+    1 = the updates die out (convergent), 0 = they stay as large or grow
+    (not convergent, or expanding). Stream overflow gives 0; updates already
+    below ``SETTLED`` at the end give 1. Returns ``index`` (mean over stages)
+    and ``per_stage`` (``convergence``, the per-step ``rate`` and ``update_sizes``).
+    Our operationalisation of Lippl et al.'s (2021) convergence property.
+    """
+    out = _measure(model, loader, recurrence=False, iteration=True, depth_factors=depth_factors, device=device)
+    return {"index": _overall(out["per_stage"], "convergence")[0], **out}
+
+
+def divergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, chance: float | None = None,
+                     device=None) -> dict:
+    """How much accuracy survives running each stage at F times its trained depth (1 = all of it).
+
+        D_F = clip((acc_F - chance) / (acc_1 - chance), 0, 1),   D = D_F at the largest F
+
+    ``chance`` defaults to the frequency of the most common label (set) in
+    ``loader``. A model at or below chance is degenerate: ``D_F = 1`` if the
+    extra steps lose nothing, else 0 (with a warning). Returns ``index``
+    (mean over stages) and ``per_stage``. Our operationalisation of the
+    convergence property as survival of performance (Lippl et al. 2021;
+    Jastrzębski et al. 2018, Sec. 4.4).
+    """
+    out = _measure(model, loader, recurrence=False, iteration=True, depth_factors=depth_factors,
+                   device=device, chance=chance)
+    return {"index": _overall(out["per_stage"], "divergence")[0], **out}
+
+
+def evaluation_cost(blocks_per_stage, *, transitions=None, kind: str = "state", max_pairs: int | None = MAX_PAIRS,
+                    depth_factors=DEPTH_FACTORS, seed: int = 0) -> dict:
+    """Block applications :func:`iterative_convergence_indices` makes per example, and the ratio to one forward.
+
+    ``blocks_per_stage`` e.g. ``(9, 8, 8)``; ``transitions[s]`` says whether
+    stage s starts with a transition unit (default: every stage but the
+    first). Counts units (blocks and transitions), which in a CIFAR ResNet
+    cost about the same FLOPs in every stage; stem and readout are ignored.
+    """
+    check_choice("kind", kind, KINDS)
+    ns = [int(n) for n in blocks_per_stage]
+    trans = [s > 0 for s in range(len(ns))] if transitions is None else [bool(t) for t in transitions]
+    factors = _check_factors(depth_factors)
+    forward = sum(ns) + sum(trans)
+    tail = [sum(ns[k] + trans[k] for k in range(s + 1, len(ns))) for s in range(len(ns))]
+    rec = 0
+    for s, n in enumerate(ns):
+        ps = sample_pairs(n, max_pairs, seed + 7919 * s)
+        if kind == "state":
+            rec += len(ps)
+        else:
+            rec += sum(n - i + tail[s] for i, _ in ps) + sum(n - i - 1 + tail[s] for i in {i for i, _ in ps})
+    it = sum((factors[-1] - 1) * n + len(factors) * tail[s] for s, n in enumerate(ns))
+    total = forward + rec + it
+    return {"forward": forward, "recurrence": rec, "iteration": it, "total": total, "ratio": total / forward}

@@ -1,0 +1,558 @@
+"""Lipschitz constants of residual branches, and spectral normalisation that bounds them.
+
+A residual block computes ``h_{t+1} = h_t + F(h_t)``. Its branch ``F`` is
+``L``-Lipschitz when ``||F(a) - F(b)|| <= L ||a - b||`` for all ``a, b``. For a
+chain of layers, ``Lip(F) <= prod_l Lip(layer_l)``; a ReLU contributes 1, an
+eval-mode batch norm ``max_c |gamma_c| / sqrt(running_var_c + eps)``, and a
+convolution its *operator norm* ``||conv||_2``: the largest singular value of
+the linear map it applies to a whole feature map (Gouk et al. 2021).
+
+Two ways to bound the convolutions (the chapter compares them):
+
+- ``"reshaped"``: ``torch.nn.utils.parametrizations.spectral_norm`` divides the
+  weight by the largest singular value of the (C_out, C_in*k*k) matrix
+  (Miyato et al. 2018), then we scale it to the target. That matrix norm is not
+  the conv's operator norm: the operator norm can be up to ``sqrt(k*k)`` times
+  larger (spatially constant kernels), ~1.5x at He initialisation on 32x32.
+- ``"operator"``: ``W <- W / max(1, sigma / c)`` with ``sigma`` the true operator
+  norm, tracked by power iteration with ``conv2d`` and its exact adjoint
+  ``conv_transpose2d`` (Behrmann et al. 2019, invertible ResNets; Gouk et al. 2021).
+
+Design decisions (documented in chapter 5):
+
+- A branch with ``m`` convolutions gets ``c ** (1 / m)`` per convolution, so the
+  product bound is exactly ``Lip(F) <= c``.
+- The branch must contain no batch norm (build with ``branch_norm="none"``):
+  in training mode BN divides by batch statistics, so ``F`` of one example
+  depends on the others and has no per-example Lipschitz constant; in eval mode
+  its scale ``|gamma| / sqrt(var + eps)`` is learned and unbounded and would
+  silently undo the constraint.
+- Only the same-shape blocks of each stage are constrained. Transitions change
+  the shape, run once and are never iterated, so a bound there buys no
+  convergence.
+
+``Lip(F) <= c < 1`` makes ``x -> x + F(x)`` invertible, its inverse computed by
+the contraction ``x <- y - F(x)`` (Banach; Behrmann et al. 2019). It does *not*
+make ``h -> h + F(h)`` a contraction (take ``F(h) = c h``): the bound only caps
+each relative step, ``||F(h)|| <= ||F(0)|| + c ||h||``.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as Fn
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .errors import check_choice, check_positive, check_positive_int
+
+FLAVOURS = ("operator", "reshaped")
+_UNIT_LIP = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Identity, nn.Dropout)  # 1-Lipschitz (LeakyReLU: see below)
+_ATOMIC = (nn.Conv2d, nn.Linear, nn.BatchNorm2d) + _UNIT_LIP
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator norm of a convolution
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, eq=False)
+class ConvGeometry:
+    """Everything but the weight that defines the linear map a Conv2d applies (bias excluded)."""
+
+    in_shape: tuple      # (C_in, H, W) of one input feature map
+    out_shape: tuple     # (C_out, H_out, W_out) it produces
+    stride: tuple        # (s_h, s_w)
+    dilation: tuple      # (d_h, d_w)
+    groups: int          # channel groups
+    pad: tuple           # (left, right, top, bottom), as F.pad takes it
+    mode: str            # F.pad mode: "constant" (zeros), "circular", "reflect" or "replicate"
+    out_pad: tuple       # output_padding that makes conv_transpose2d return exactly in_shape
+    source: torch.Tensor | None = None  # non-zero padding: padded pixel j copies input pixel source[j]
+
+
+def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:
+    """The geometry of ``conv`` on inputs of shape ``input_shape = (C, H, W)``, with checks."""
+    if not isinstance(conv, nn.Conv2d):
+        raise TypeError(f"conv={type(conv).__name__} is not supported; pass a torch.nn.Conv2d")
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
+    if shape is None or len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ValueError(f"input_shape={input_shape!r} must be (C, H, W): three positive integers")
+    if shape[0] != conv.in_channels:
+        raise ValueError(f"input_shape={shape!r} has {shape[0]} channels but the layer expects "
+                         f"in_channels={conv.in_channels}; use input_shape=({conv.in_channels}, H, W)")
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    pad = tuple(int(p) for p in conv._reversed_padding_repeated_twice)
+    probe = torch.zeros(1, *shape, dtype=conv.weight.dtype, device=conv.weight.device)
+    try:
+        padded = Fn.pad(probe, pad, mode) if any(pad) else probe
+        out = Fn.conv2d(padded, conv.weight.detach(), None, conv.stride, 0, conv.dilation, conv.groups)
+    except RuntimeError as err:
+        raise ValueError(f"input_shape={shape!r} does not fit {conv}: {err}") from None
+    out_pad = tuple(padded.shape[2 + i] - ((out.shape[2 + i] - 1) * conv.stride[i]
+                                          + conv.dilation[i] * (conv.kernel_size[i] - 1) + 1) for i in range(2))
+    source = None
+    if mode != "constant":   # pad the pixel indices themselves to learn where each padded pixel comes from
+        idx = torch.arange(shape[1] * shape[2], dtype=torch.float64).view(1, 1, shape[1], shape[2])
+        source = Fn.pad(idx, pad, mode).flatten().long()                       # (H_pad * W_pad,)
+    return ConvGeometry(shape, tuple(out.shape[1:]), tuple(conv.stride), tuple(conv.dilation), conv.groups,
+                        pad, mode, out_pad, source)
+
+
+def _symmetric_zero_pad(g: ConvGeometry):
+    """(p_h, p_w) when the padding is zeros and the same on both sides, else None."""
+    left, right, top, bottom = g.pad
+    return (top, left) if g.mode == "constant" and left == right and top == bottom else None
+
+
+def conv_apply(weight: torch.Tensor, x: torch.Tensor, g: ConvGeometry) -> torch.Tensor:
+    """``A x``: the conv's linear map (no bias).  # (B, C_in, H, W) -> (B, C_out, H', W')"""
+    sym = _symmetric_zero_pad(g)
+    if sym is not None:
+        return Fn.conv2d(x, weight, None, g.stride, sym, g.dilation, g.groups)
+    return Fn.conv2d(Fn.pad(x, g.pad, g.mode), weight, None, g.stride, 0, g.dilation, g.groups)
+
+
+def conv_adjoint(weight: torch.Tensor, y: torch.Tensor, g: ConvGeometry) -> torch.Tensor:
+    """``A^T y``: the exact adjoint, ``conv_transpose2d`` with matching output_padding.  # (B, C_out, H', W') -> (B, C_in, H, W)"""
+    sym = _symmetric_zero_pad(g)
+    if sym is not None:
+        return Fn.conv_transpose2d(y, weight, None, g.stride, sym, g.out_pad, g.groups, g.dilation)
+    z = Fn.conv_transpose2d(y, weight, None, g.stride, 0, g.out_pad, g.groups, g.dilation)  # padded input space
+    if g.mode == "constant":           # the adjoint of zero padding is cropping
+        left, right, top, bottom = g.pad
+        return z[..., top:z.shape[-2] - bottom, left:z.shape[-1] - right]
+    # the adjoint of a copying pad adds every padded pixel back onto the input pixel it copies
+    x = z.new_zeros(*z.shape[:2], g.in_shape[1] * g.in_shape[2])
+    x.index_add_(2, g.source.to(z.device), z.flatten(2))
+    return x.view(*z.shape[:2], *g.in_shape[1:])
+
+
+def _unit(t: torch.Tensor) -> torch.Tensor:
+    """``t`` divided by its norm over all but the batch dimension."""
+    return t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (t.dim() - 1))
+
+
+def conv_operator_norm(conv: nn.Conv2d, input_shape, *, n_iter: int = 500, tol: float = 1e-7,
+                       seed: int = 0) -> float:
+    """The true spectral norm ``||conv||_2 = max_x ||A x|| / ||x||`` on inputs of ``input_shape``.
+
+    Power iteration on ``A^T A`` (``v <- A^T A v / ||A^T A v||``, ``sigma = ||A v||``)
+    with ``conv2d`` and ``conv_transpose2d``; honours stride, padding (any mode),
+    dilation and groups; the bias is not part of the linear map. Stops when
+    sigma changes by less than ``tol`` (relative). Gouk et al. 2021, Sec. 3.
+    """
+    check_positive_int("n_iter", n_iter)
+    check_positive("tol", tol)
+    g = conv_geometry(conv, input_shape)
+    weight = conv.weight.detach()
+    gen = torch.Generator().manual_seed(seed)
+    v = _unit(torch.randn(1, *g.in_shape, generator=gen).to(weight))   # (1, C_in, H, W)
+    sigma = 0.0
+    with torch.no_grad():
+        for _ in range(n_iter):
+            u = conv_apply(weight, v, g)
+            new = float(u.norm())
+            v = _unit(conv_adjoint(weight, u, g))
+            if abs(new - sigma) <= tol * new:
+                return new
+            sigma = new
+    return sigma
+
+
+def conv_operator_norm_fft(weight, input_hw) -> float:
+    """Exact ``||conv||_2`` of a stride-1 circular convolution on an ``H x W`` torus.
+
+    The map is block circulant, so its singular values are those of the
+    ``C_out x C_in`` matrices ``P(u, v) = sum_{a,b} K[:, :, a, b] e^{-2 pi i (ua/H + vb/W)}``
+    over all frequencies (Sedghi, Gupta, Long 2019, Thm. 6). ``weight`` is a
+    (C_out, C_in/groups, k, k) tensor, or an ``nn.Conv2d`` with circular padding,
+    stride 1 and same-size output (its groups and dilation are used).
+    """
+    groups, dilation = 1, (1, 1)
+    if isinstance(weight, nn.Conv2d):
+        conv = weight
+        if conv.padding_mode != "circular" or conv.stride != (1, 1):
+            raise ValueError(f"weight={conv} must use padding_mode='circular' and stride=1 for the FFT "
+                             "method; use conv_operator_norm for other layers")
+        groups, dilation, weight = conv.groups, conv.dilation, conv.weight.detach()
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
+        raise TypeError(f"weight={type(weight).__name__} must be a 4-d tensor (C_out, C_in, k, k) or an nn.Conv2d")
+    if not (isinstance(input_hw, (tuple, list)) and len(input_hw) == 2 and all(isinstance(n, int) for n in input_hw)):
+        raise ValueError(f"input_hw={input_hw!r} must be (H, W): two integers")
+    w = weight.detach().to(torch.float64)
+    if dilation != (1, 1):                      # a dilated kernel is the kernel with zeros in between
+        k_h, k_w = w.shape[-2:]
+        wd = w.new_zeros(*w.shape[:2], dilation[0] * (k_h - 1) + 1, dilation[1] * (k_w - 1) + 1)
+        wd[..., ::dilation[0], ::dilation[1]] = w
+        w = wd
+    if w.shape[-2] > input_hw[0] or w.shape[-1] > input_hw[1]:
+        raise ValueError(f"input_hw={tuple(input_hw)!r} is smaller than the (dilated) kernel "
+                         f"{tuple(w.shape[-2:])}; it must be at least the kernel size")
+    c_out = w.shape[0]
+    w = w.reshape(groups, c_out // groups, *w.shape[1:])                     # (G, C_out/G, C_in/G, k, k)
+    p = torch.fft.fft2(w, s=tuple(input_hw))                               # (G, C_out/G, C_in/G, H, W)
+    return float(torch.linalg.matrix_norm(p.permute(0, 3, 4, 1, 2), ord=2).max())
+
+
+def reshaped_norm(weight: torch.Tensor) -> float:
+    """The largest singular value of the weight reshaped to (C_out, C_in*k*k), what Miyato et al. normalise."""
+    w = weight.detach() if isinstance(weight, torch.Tensor) else weight.weight.detach()
+    return float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1).to(torch.float64), ord=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lipschitz constant of a residual branch: an upper bound and a lower estimate
+# ---------------------------------------------------------------------------------------------
+
+def _branch_fn(block: nn.Module) -> Callable:
+    """The residual function of ``block``: ``block.branch`` if it has one, else the module itself."""
+    return block.branch if callable(getattr(block, "branch", None)) else block
+
+
+@contextlib.contextmanager
+def eval_mode(module: nn.Module):
+    """Put ``module`` in eval mode inside the ``with``; restore every submodule's mode after."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+def trace_branch(block: nn.Module, input_shape) -> list[tuple[nn.Module, tuple]]:
+    """The layers the branch applies, in order, each with its input shape (C, H, W).
+
+    Runs the branch once on zeros in eval mode and checks that it is a chain
+    (each layer consumes the previous layer's output); raises ``TypeError`` for
+    a layer whose Lipschitz constant we do not know or a branch that is not a chain.
+    """
+    shape = tuple(input_shape)
+    f, calls, handles = _branch_fn(block), [], []
+
+    def visit(m: nn.Module):
+        if isinstance(m, _ATOMIC):
+            handles.append(m.register_forward_hook(lambda mod, args, out: calls.append((mod, args[0], out))))
+        elif len(list(m.children())) == 0:
+            raise TypeError(f"branch layer {type(m).__name__} is not supported; allowed layers: "
+                            f"{[c.__name__ for c in _ATOMIC]} inside nn.Sequential or other containers")
+        else:
+            for child in m.children():
+                visit(child)
+
+    visit(block)
+    try:
+        p = next(block.parameters(), None)
+        x = torch.zeros(1, *shape, dtype=p.dtype if p is not None else torch.float32,
+                        device=p.device if p is not None else "cpu")
+        with eval_mode(block), torch.no_grad():
+            out = f(x)
+    finally:
+        for h in handles:
+            h.remove()
+    prev = x
+    for mod, inp, o in calls:
+        if inp is not prev:
+            raise TypeError(f"the branch of {type(block).__name__} is not a chain of layers: {mod} does not take "
+                            "the previous layer's output, so the product of layer constants is not a bound")
+        prev = o
+    if out is not prev:
+        raise TypeError(f"the branch of {type(block).__name__} does something after its last layer "
+                        "(not a chain of layers)")
+    return [(mod, tuple(inp.shape[1:])) for mod, inp, _ in calls]
+
+
+def layer_lipschitz(layer: nn.Module, input_shape) -> float:
+    """Lipschitz constant of one layer in eval mode (upper bound for BN, exact for conv/linear/ReLU)."""
+    if isinstance(layer, nn.Conv2d):
+        return conv_operator_norm(layer, input_shape)
+    if isinstance(layer, nn.Linear):
+        return float(torch.linalg.matrix_norm(layer.weight.detach().double(), ord=2))
+    if isinstance(layer, nn.BatchNorm2d):      # y = gamma (x - mean) / sqrt(var + eps) + beta, per channel
+        if layer.running_var is None:
+            raise TypeError(f"{layer} keeps no running statistics, so it has no eval-mode Lipschitz constant")
+        scale = torch.rsqrt(layer.running_var.detach().double() + layer.eps)
+        if layer.weight is not None:
+            scale = scale * layer.weight.detach().double().abs()
+        return float(scale.max())
+    if isinstance(layer, nn.LeakyReLU):
+        return max(1.0, abs(layer.negative_slope))
+    if isinstance(layer, _UNIT_LIP):
+        return 1.0
+    raise TypeError(f"layer={type(layer).__name__} is not supported; allowed: {[c.__name__ for c in _ATOMIC]}")
+
+
+def branch_lipschitz_bound(block: nn.Module, input_shape) -> float:
+    """Upper bound on ``Lip(F)`` in eval mode: ``prod_l Lip(layer_l)`` over the branch's chain of layers.
+
+    ``||conv||_2`` by :func:`conv_operator_norm`, BN by ``max |gamma| / sqrt(running_var + eps)``,
+    ReLU by 1. ``input_shape`` is the (C, H, W) of the block's input.
+    """
+    bound = 1.0
+    for layer, shape in trace_branch(block, input_shape):
+        bound *= layer_lipschitz(layer, shape)
+    return bound
+
+
+def branch_lipschitz_estimate(block: nn.Module, x: torch.Tensor, *, n_iter: int = 30, seed: int = 0,
+                              per_example: bool = False):
+    """Lower estimate of ``Lip(F)``: ``max_b ||J_F(x_b)||_2`` by power iteration on ``J^T J`` (eval mode).
+
+    ``J^T u`` by ``torch.func.vjp`` and ``J v`` by the vjp of that linear map; one power
+    iteration per example of the batch ``x`` (B, C, H, W). Any Jacobian norm is
+    at most the Lipschitz constant, so this is a lower bound on it.
+    """
+    check_positive_int("n_iter", n_iter)
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"x must be a (B, C, H, W) batch of block inputs; got "
+                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    f = _branch_fn(block)
+    x = x.detach()
+    gen = torch.Generator().manual_seed(seed)
+    v = _unit(torch.randn(x.shape, generator=gen).to(x))         # (B, C, H, W)
+    with eval_mode(block):
+        y, vjp_fn = torch.func.vjp(f, x)                           # u -> J^T u
+        # J v as the adjoint of the linear map u -> J^T u (reverse mode twice, no forward-mode AD)
+        _, jvp_fn = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(y))
+        for _ in range(n_iter):
+            v = _unit(vjp_fn(jvp_fn(v)[0])[0].detach())          # v <- J^T J v / ||J^T J v||
+        jv = jvp_fn(v)[0]
+    sigma = jv.detach().flatten(1).norm(dim=1)                    # (B,)
+    return sigma if per_example else float(sigma.max())
+
+
+# ---------------------------------------------------------------------------------------------
+# Spectral normalisation of residual branches
+# ---------------------------------------------------------------------------------------------
+
+class OperatorNormCap(nn.Module):
+    """Parametrization ``W -> W / max(1, sigma(W) / coeff)``, ``sigma`` the conv's operator norm.
+
+    ``sigma = u^T A(W) v`` from persistent power-iteration vectors ``v`` (input
+    shaped) and ``u`` (output shaped), advanced ``n_power_iterations`` steps on
+    every training-mode forward, as in Behrmann et al. 2019 (i-ResNet, Sec. 3)
+    and Gouk et al. 2021; gradients flow through ``A(W)`` in ``sigma``. A
+    lagging estimate is a *lower* bound, so during fast training the true norm
+    can overshoot ``c`` a little; in eval mode the iteration is therefore run to
+    convergence once for every new weight (the weight's version counter tells),
+    which makes ``||conv||_2 <= c`` hold (to the iteration's tolerance) whenever
+    the network is evaluated, iterated or measured.
+    """
+
+    def __init__(self, conv: nn.Conv2d, input_shape, coeff: float, *, n_power_iterations: int = 1,
+                 n_init_iterations: int = 50, seed: int = 0):
+        super().__init__()
+        check_positive("coeff", coeff)
+        check_positive_int("n_power_iterations", n_power_iterations)
+        check_positive_int("n_init_iterations", n_init_iterations)
+        self.geometry = conv_geometry(conv, input_shape)
+        self.coeff, self.n_power_iterations = float(coeff), n_power_iterations
+        w = conv.weight.detach()
+        gen = torch.Generator().manual_seed(seed)
+        v = _unit(torch.randn(1, *self.geometry.in_shape, generator=gen).to(w))   # (1, C_in, H, W)
+        with torch.no_grad():
+            for _ in range(n_init_iterations):
+                u = _unit(conv_apply(w, v, self.geometry))                      # (1, C_out, H', W')
+                v = _unit(conv_adjoint(w, u, self.geometry))
+        self.register_buffer("_u", u)
+        self.register_buffer("_v", v)
+        self._seen = None         # (storage, version) of the weight the buffers last converged for
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """The current estimate ``u^T A(W) v`` of ``||A(W)||_2`` (a lower bound that tightens with steps)."""
+        u, v = self._u.clone(), self._v.clone()   # clones: the buffers change in place on the next forward
+        return (u * conv_apply(weight, v, self.geometry)).sum()
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):      # sigma in full precision under AMP
+            if self.training:
+                self._power_steps(weight, self.n_power_iterations)
+                self._seen = None
+            elif self._seen != (weight.data_ptr(), weight._version):  # eval: converge once per new weight
+                self.refresh(weight)
+            return weight / torch.clamp(self.sigma(weight) / self.coeff, min=1.0)   # W / max(1, sigma / c)
+
+    @torch.no_grad()
+    def _power_steps(self, weight: torch.Tensor, n: int) -> None:
+        """``n`` power-iteration steps on the buffers: ``u <- A v / ||A v||``, ``v <- A^T u / ||A^T u||``."""
+        for _ in range(n):
+            self._u.copy_(_unit(conv_apply(weight, self._v, self.geometry)))
+            self._v.copy_(_unit(conv_adjoint(weight, self._u, self.geometry)))
+
+    @torch.no_grad()
+    def refresh(self, weight: torch.Tensor, *, n_iter: int = 300, n_random: int = 3, tol: float = 1e-5,
+                seed: int = 0) -> None:
+        """Power iteration to convergence for ``weight`` (the unconstrained one) from the stored vector and
+        ``n_random`` random ones, keeping the best: a stored vector can sit on a runner-up singular pair.
+        Stops when no vector's estimate changes by more than ``tol`` (relative) in a step."""
+        gen = torch.Generator().manual_seed(seed)
+        v = torch.cat([self._v, torch.randn(n_random, *self._v.shape[1:], generator=gen).to(self._v)])
+        v, sigma = _unit(v), torch.zeros(1 + n_random, dtype=v.dtype, device=v.device)
+        for _ in range(n_iter):                                          # v: (1 + n_random, C_in, H, W)
+            u = conv_apply(weight, v, self.geometry)
+            new = u.flatten(1).norm(dim=1)
+            v = _unit(conv_adjoint(weight, u, self.geometry))
+            if bool(((new - sigma).abs() <= tol * new).all()):
+                break
+            sigma = new
+        u = conv_apply(weight, v, self.geometry)
+        best = int(u.flatten(1).norm(dim=1).argmax())
+        self._v.copy_(v[best:best + 1])
+        self._u.copy_(_unit(u[best:best + 1]))
+        self._seen = (weight.data_ptr(), weight._version)
+
+    def extra_repr(self) -> str:
+        return f"coeff={self.coeff:.4g}, in_shape={self.geometry.in_shape}"
+
+
+class Scale(nn.Module):
+    """Parametrization ``W -> coeff * W`` (stacked on torch's spectral_norm to reach a target other than 1)."""
+
+    def __init__(self, coeff: float):
+        super().__init__()
+        check_positive("coeff", coeff)
+        self.coeff = float(coeff)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.coeff * weight
+
+    def extra_repr(self) -> str:
+        return f"coeff={self.coeff:.4g}"
+
+
+def spectral_normalise_conv(conv: nn.Conv2d, input_shape, coeff: float, flavour: str = "operator") -> nn.Conv2d:
+    """Constrain one conv in place: ``"operator"`` caps ``||conv||_2`` at ``coeff`` on ``input_shape``;
+    ``"reshaped"`` sets the reshaped-matrix norm to ``coeff`` (torch's spectral_norm, then ``Scale``)."""
+    check_positive("coeff", coeff)
+    check_choice("flavour", flavour, FLAVOURS)
+    if flavour == "operator":
+        parametrize.register_parametrization(conv, "weight", OperatorNormCap(conv, input_shape, coeff))
+    else:
+        conv_geometry(conv, input_shape)          # same checks as the operator flavour
+        torch.nn.utils.parametrizations.spectral_norm(conv)
+        parametrize.register_parametrization(conv, "weight", Scale(coeff))
+    return conv
+
+
+def _block_input_shapes(model: nn.Module, input_shape) -> list[tuple]:
+    """(C, H, W) of the blocks' input in every stage, from ``model.stage_input_shapes`` or a probe forward."""
+    if input_shape is None:
+        shapes = getattr(model, "stage_input_shapes", None)
+        if shapes is None:
+            raise ValueError("input_shape=None but the model has no stage_input_shapes; pass the image shape "
+                             "input_shape=(C, H, W)")
+        return [tuple(s) for s in shapes]
+    if not (isinstance(input_shape, (tuple, list)) and len(input_shape) == 3):
+        raise ValueError(f"input_shape={input_shape!r} must be the (C, H, W) of the model's input images")
+    seen: dict[int, tuple] = {}
+
+    def record(s):
+        def hook(mod, args):
+            seen.setdefault(s, tuple(args[0].shape[1:]))      # returns None: the input is left alone
+        return hook
+    hooks = [stage.blocks[0].register_forward_pre_hook(record(s)) for s, stage in enumerate(model.stages)]
+    p = next(model.parameters())
+    try:
+        with eval_mode(model), torch.no_grad():
+            model(torch.zeros(1, *input_shape, dtype=p.dtype, device=p.device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return [seen[s] for s in range(len(model.stages))]
+
+
+def apply_spectral_norm(model: nn.Module, coeff: float, flavour: str = "operator", input_shape=None) -> nn.Module:
+    """Bound every same-shape block's branch of ``model`` by ``Lip(F) <= coeff``, in place.
+
+    Each of the ``m`` convs of a branch is normalised to ``coeff ** (1 / m)``,
+    so ``Lip(F) <= prod ||conv_j||_2 <= coeff`` (``"operator"``; ``"reshaped"``
+    bounds the reshaped matrices instead, which is not a bound on ``Lip(F)``).
+    Walks ``model.stages[s].blocks[i]``; transitions are left free. Branches
+    must have no batch norm (``ResNetConfig(branch_norm="none")``).
+    ``input_shape``: the model's image shape (C, H, W); default ``model.stage_input_shapes``.
+    """
+    check_positive("coeff", coeff)
+    check_choice("flavour", flavour, FLAVOURS)
+    if not hasattr(model, "stages"):
+        raise TypeError(f"model={type(model).__name__} has no .stages; pass a model from itercourse.build_resnet")
+    shapes, done = _block_input_shapes(model, input_shape), set()
+    for s, stage in enumerate(model.stages):
+        for i, block in enumerate(stage.blocks):
+            layers = trace_branch(block, shapes[s])
+            norms = [m for m, _ in layers if isinstance(m, nn.BatchNorm2d)]
+            if norms:
+                raise ValueError(f"stage {s} block {i} has batch norm inside its residual branch, whose scale "
+                                 "|gamma|/sqrt(var+eps) is unbounded; spectral_coeff needs branch_norm='none' "
+                                 "(ResNetConfig(branch_norm='none', spectral_coeff=...))")
+            convs = [(m, shape) for m, shape in layers if isinstance(m, nn.Conv2d)]
+            if not convs:
+                raise ValueError(f"stage {s} block {i} has no convolution in its branch to normalise")
+            for conv, shape in convs:
+                if id(conv) not in done:             # shared weights: one constraint per conv module
+                    spectral_normalise_conv(conv, shape, coeff ** (1.0 / len(convs)), flavour)
+                    done.add(id(conv))
+    return model
+
+
+def branch_lipschitz_report(model: nn.Module, x: torch.Tensor | None = None, *, n_iter: int = 30) -> list[dict]:
+    """Per block: the upper bound on ``Lip(F)`` and, given images ``x``, the Jacobian estimate at its inputs."""
+    shapes, rows = _block_input_shapes(model, None), []
+    states = None
+    if x is not None:
+        with eval_mode(model), torch.no_grad():
+            states = model.stage_states(x)
+    for s, stage in enumerate(model.stages):
+        for i, block in enumerate(stage.blocks):
+            row = {"stage": s, "block": i, "bound": branch_lipschitz_bound(block, shapes[s])}
+            if states is not None:
+                row["estimate"] = branch_lipschitz_estimate(block, states[s][i], n_iter=n_iter)
+            rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixed-point iteration (Banach)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FixedPointResult:
+    """The outcome of ``x_{k+1} = T(x_k)``."""
+
+    x: torch.Tensor          # the last iterate
+    steps: int               # how many times T was applied
+    residuals: tuple         # ||x_{k+1} - x_k|| after every step
+    converged: bool          # the last residual fell below tol * (1 + ||x||)
+
+
+def fixed_point_iteration(T: Callable, x0: torch.Tensor, *, tol: float = 1e-6,
+                          max_iter: int = 500) -> FixedPointResult:
+    """Iterate ``x_{k+1} = T(x_k)`` until ``||x_{k+1} - x_k|| <= tol (1 + ||x_{k+1}||)`` or ``max_iter`` steps.
+
+    If ``Lip(T) = q < 1`` the iterates converge to the unique fixed point and
+    ``||x_k - x*|| <= q^k / (1 - q) ||x_1 - x_0||`` (Banach fixed-point theorem).
+    """
+    check_positive("tol", tol)
+    check_positive_int("max_iter", max_iter)
+    x, residuals, converged = x0, [], False
+    for _ in range(max_iter):
+        nxt = T(x)
+        residuals.append(float((nxt - x).norm()))
+        x = nxt
+        converged = residuals[-1] <= tol * (1.0 + float(x.norm()))
+        if converged or not torch.isfinite(x).all():
+            break
+    return FixedPointResult(x, len(residuals), tuple(residuals), converged)
+
+
+def invert_residual(block: nn.Module, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 500) -> FixedPointResult:
+    """Solve ``x + F(x) = y`` by the contraction ``x <- y - F(x)``, ``x_0 = y`` (eval mode, no grad).
+
+    Converges whenever ``Lip(F) < 1``, at rate ``Lip(F)`` (Behrmann et al. 2019, Alg. 1).
+    """
+    f = _branch_fn(block)
+    with eval_mode(block), torch.no_grad():
+        return fixed_point_iteration(lambda x: y - f(x), y, tol=tol, max_iter=max_iter)

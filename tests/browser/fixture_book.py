@@ -1,0 +1,164 @@
+"""A tiny Jupyter Book with known faults: the oracle for the browser checks.
+
+``write_fixture_book(folder)`` writes a three-page book (an intro, a notebook
+that does everything right, a notebook that breaks every rule) whose expected
+findings are known in advance. ``tests/test_browser.py`` builds it, runs the
+same checks it runs on the course's book, and asserts that the good page
+passes and that every fault of the bad page is reported. A check that cannot
+see a planted fault would also miss a real one.
+
+The book is written to a temporary folder at test time (never under
+``tests/``), so nbval never collects its notebooks.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import zlib
+from pathlib import Path
+
+REPO = "example/fixture-course"   # repository.url of the fixture book (no network is used)
+
+
+def png_bytes(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid solid-colour RGB PNG, built by hand (no imaging library needed)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    row = b"\x00" + bytes(rgb) * width                     # filter byte 0, then the pixels
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(row * height))
+            + chunk(b"IEND", b""))
+
+
+def _b64png(rgb) -> str:
+    return base64.b64encode(png_bytes(8, 8, rgb)).decode()
+
+
+def _md(source: str) -> dict:
+    return {"cell_type": "markdown", "metadata": {}, "source": source}
+
+
+def _code(source: str, outputs=(), tags=()) -> dict:
+    meta = {"tags": list(tags)} if tags else {}
+    return {"cell_type": "code", "execution_count": 1, "metadata": meta, "source": source,
+            "outputs": list(outputs)}
+
+
+def _display(data: dict) -> dict:
+    return {"output_type": "display_data", "metadata": {}, "data": data}
+
+
+def _notebook(cells) -> dict:
+    return {"nbformat": 4, "nbformat_minor": 4, "cells": cells,
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                         "language_info": {"name": "python"}}}
+
+
+def slider_html(frames: list[str], working: bool = True) -> str:
+    """A kernel-free interactive figure: a range input that shows one of several pre-rendered frames."""
+    imgs = "".join(f'<img class="frame" src="data:image/png;base64,{f}" width="40" height="40" '
+                   f'style="display:{"inline" if i == 0 else "none"}">' for i, f in enumerate(frames))
+    handler = ("var fs=this.parentNode.querySelectorAll('img.frame');"
+               "for(var i=0;i<fs.length;i++){fs[i].style.display=(i==this.value)?'inline':'none';}")
+    oninput = f' oninput="{handler}"' if working else ""
+    return (f'<div class="fixture-explorer"><input type="range" min="0" max="{len(frames) - 1}" value="0" '
+            f'step="1"{oninput}>{imgs}</div>')
+
+
+GOOD_CELLS = [
+    _md("# A good chapter\n\nIt shows a figure, an exercise with hidden solutions and an explorer.\n\n"
+        "(fixture-section)=\n## A section\n\nBack to the {doc}`intro`; on to the {ref}`exercise <fixture-ex>`."),
+    _code("plot()", [_display({"image/png": _b64png((200, 30, 30)), "text/plain": "<Figure>"})]),
+    _md("```{exercise}\n:label: fixture-ex\n\nWhat is 2 + 2?\n```\n\n"
+        "```{solution} fixture-ex\n:class: dropdown\n\nThe answer is four.\n```"),
+    _md("```{exercise}\n:label: fixture-ex2\n\nCompute it in code.\n```\n\n"
+        "````{solution-start} fixture-ex2\n:class: dropdown\n````"),
+    _code("print(2 + 2)", [{"output_type": "stream", "name": "stdout", "text": "4\n"}]),
+    _md("````{solution-end}\n````"),
+    _code("explorer()", [_display({"text/html": slider_html([_b64png((0, 0, 255)), _b64png((0, 255, 0)),
+                                                              _b64png((255, 0, 0))]),
+                                   "text/plain": "<explorer>"})]),
+]
+
+BAD_CELLS = [
+    _md("# A bad chapter\n\n"
+        '<a href="good.html#no-such-anchor">a dead anchor</a> and '
+        '<a href="no_such_page.html">a dead page</a> and '
+        '<a href="https://example.invalid/x">an external link (skipped offline)</a>.'),
+    # a traceback committed as an output
+    _code("1 / 0", [{"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero",
+                     "traceback": ["Traceback (most recent call last)", "ZeroDivisionError: division by zero"]}]),
+    # an image output whose bytes are not an image
+    _code("plot()", [_display({"image/png": base64.b64encode(b"not a png at all").decode(),
+                               "text/plain": "<Figure>"})]),
+    # a figure that points at a file that does not exist
+    _code("show()", [_display({"text/html": '<img src="_images/missing-figure.png" alt="missing">',
+                               "text/plain": "<img>"})]),
+    # a solution that is not hidden (no dropdown class)
+    _md("```{exercise}\n:label: fixture-bad-ex\n\nWhat is 3 + 3?\n```\n\n"
+        "```{solution} fixture-bad-ex\n\nThe answer is six, in plain sight.\n```"),
+    # a script in an output that throws when the page loads
+    _code("widget()", [_display({"text/html": "<script>window.itercourseFixtureBroken.call()</script>",
+                                 "text/plain": "<widget>"})]),
+    # an explorer whose slider does nothing
+    _code("explorer()", [_display({"text/html": slider_html([_b64png((0, 0, 255)), _b64png((0, 255, 0))],
+                                                            working=False),
+                                   "text/plain": "<explorer>"})]),
+]
+
+CONFIG = f"""\
+title: fixture book
+author: tests
+only_build_toc_files: true
+execute:
+  execute_notebooks: "off"
+repository:
+  url: https://github.com/{REPO}
+  path_to_book: book
+  branch: main
+launch_buttons:
+  colab_url: https://colab.research.google.com
+  notebook_interface: classic
+sphinx:
+  extra_extensions:
+    - sphinx_exercise
+"""
+
+TOC = """\
+format: jb-book
+root: intro
+chapters:
+  - file: good
+  - file: bad
+"""
+
+INTRO = """\
+# Fixture intro
+
+Read {doc}`good` first, then {ref}`its section <fixture-section>`.
+"""
+
+# What the checks must find on each page of the fixture, by check.
+EXPECTED_BAD = {
+    "errors": ["ZeroDivisionError"],
+    "scripts": ["Uncaught TypeError"],
+    "images": ["missing-figure.png"],          # plus the undecodable PNG output
+    "figures": [],
+    "links": ["good.html#no-such-anchor", "no_such_page.html"],
+    "solutions": ["fixture-bad-ex"],
+    "sliders": ["did not change"],
+}
+
+
+def write_fixture_book(folder: str | Path) -> Path:
+    """Write the fixture book under ``folder/book`` and return that path."""
+    book = Path(folder) / "book"
+    book.mkdir(parents=True, exist_ok=True)
+    (book / "_config.yml").write_text(CONFIG)
+    (book / "_toc.yml").write_text(TOC)
+    (book / "intro.md").write_text(INTRO)
+    (book / "good.ipynb").write_text(json.dumps(_notebook(GOOD_CELLS), indent=1))
+    (book / "bad.ipynb").write_text(json.dumps(_notebook(BAD_CELLS), indent=1))
+    return book

@@ -1,0 +1,271 @@
+"""Experiments: stable config ids, cached runs, resumption after SIGKILL, resumable sweeps, corrupt files."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from itercourse import experiments as ex
+from itercourse.experiments import ExperimentConfig, Result, load_grid, load_results, result_path, run, sweep
+from itercourse.io import CorruptFileError, read_json
+from itercourse.models import ResNetConfig
+from itercourse.train import TrainConfig
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(**kw) -> ExperimentConfig:
+    """A config that trains in well under a second: 64 Digitclutter images, a 2-stage net of width 4-8."""
+    train = kw.pop("train", {})
+    model = kw.pop("model", {})
+    return ExperimentConfig(
+        experiment=kw.pop("experiment", "tiny"), dataset=kw.pop("dataset", "digitclutter"), train_size=64, test_size=32,
+        index_size=32, model=ResNetConfig(in_channels=1, widths=(4, 8), blocks=(2, 2), branch_norm="none", **model),
+        train=TrainConfig(**{"epochs": 2, "batch_size": 32, "fast": False, "augment": False, **train}), **kw)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")          # Digitclutter cache shared by the tests of this file
+
+
+@pytest.fixture
+def count_training(monkeypatch):
+    """Count calls of train() made by experiments.run."""
+    calls = []
+    real = ex.train
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(ex, "train", counting)
+    return calls
+
+
+# ---------------------------------------------------------------- identity
+
+def test_config_hash_is_the_same_in_another_process_with_another_hash_seed():
+    cfgs = [tiny(train={"coupling": 0.5}, model={"spectral_coeff": 0.9}, seed=3), tiny(index_options={"b": 1, "a": 2})]
+    code = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, sys.argv[1])
+        from test_experiments import tiny
+        print(tiny(train={"coupling": 0.5}, model={"spectral_coeff": 0.9}, seed=3).id)
+        print(tiny(index_options={"a": 2, "b": 1}).id)
+    """)
+    hash_seed = str(hash("itercourse") % 1000 + 1)       # certainly not this process's string hashing
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "tests")], env=env, capture_output=True,
+                         text=True, check=True, cwd=ROOT)
+    assert out.stdout.split() == [c.id for c in cfgs]
+    assert all(len(c.id) == 12 and int(c.id, 16) >= 0 for c in cfgs)
+
+
+def test_hash_depends_on_content_only():
+    a = tiny(train={"coupling": 0})
+    assert a.id == tiny(train={"coupling": 0.0}).id                      # 0 and 0.0 are the same number
+    assert a.id == ExperimentConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(a)))).id
+    assert a.id != tiny(train={"coupling": 0.25}).id
+    assert a.id != tiny(seed=1).id
+    assert tiny(seed=2).train.seed == 2                                  # one seed, one source of truth
+    assert tiny(index_options={"b": 1, "a": 2}).id == tiny(index_options=(("a", 2), ("b", 1))).id
+
+
+def test_bad_configs_name_the_field():
+    with pytest.raises(ValueError, match="dataset='imagenet'"):
+        tiny(dataset="imagenet")
+    with pytest.raises(ValueError, match="experiment="):
+        tiny(experiment="a/b")
+    with pytest.raises(ValueError, match="unknown fields"):
+        ExperimentConfig.from_dict({"experimnt": "x"})
+
+
+# ---------------------------------------------------------------- caching
+
+def test_run_twice_trains_once(tmp_path, data_root, count_training):
+    cfg = tiny()
+    first = run(cfg, tmp_path / "results", tmp_path / "ckpt", data_root=data_root, progress=False)
+    second = run(cfg, tmp_path / "results", tmp_path / "ckpt", data_root=data_root, progress=False)
+    assert len(count_training) == 1
+    assert second.final_test_acc == first.final_test_acc and second.history == first.history
+    stored = read_json(result_path(cfg, tmp_path / "results"))
+    assert stored["id"] == cfg.id and stored["meta"]["versions"]["torch"] == torch.__version__
+    assert set(first.indices) >= {"recurrence", "convergence", "divergence"}
+    assert not any((tmp_path / "ckpt").rglob("*.pt"))                   # checkpoint removed after the result
+
+
+@pytest.mark.parametrize("damage", ["truncate", "edit", "garbage"])
+def test_corrupt_result_is_detected_and_recomputed(tmp_path, data_root, count_training, damage):
+    cfg = tiny()
+    good = run(cfg, tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    path = result_path(cfg, tmp_path)
+    text = path.read_text()
+    if damage == "truncate":
+        path.write_text(text[: len(text) // 2])
+    elif damage == "edit":                                              # valid JSON, wrong checksum
+        path.write_text(text.replace(f'"final_test_acc": {good.final_test_acc}', '"final_test_acc": 0.999'))
+        assert path.read_text() != text
+    else:
+        path.write_bytes(b"\x00\x01 not json")
+    with pytest.raises(CorruptFileError):
+        Result.from_json(path)
+    with pytest.warns(RuntimeWarning, match="recomputed"):
+        again = run(cfg, tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    assert len(count_training) == 2                                     # trained again, not loaded
+    assert again.final_test_acc == good.final_test_acc                  # deterministic on the CPU
+    assert read_json(path)["id"] == cfg.id                              # a good file replaced the bad one
+
+
+def test_result_of_another_config_is_not_used(tmp_path, data_root, count_training):
+    a, b = tiny(), tiny(seed=1)
+    run(a, tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    os.replace(result_path(a, tmp_path), result_path(b, tmp_path))      # a file under the wrong name
+    with pytest.warns(RuntimeWarning):
+        res = run(b, tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    assert res.config == b and len(count_training) == 2
+
+
+def test_load_results_skips_corrupt_files_with_a_warning(tmp_path, data_root):
+    cfgs = [tiny(), tiny(seed=1)]
+    for c in cfgs:
+        run(c, tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    result_path(cfgs[1], tmp_path).write_text("{")
+    with pytest.warns(RuntimeWarning, match="skipping"):
+        results = load_results("tiny", tmp_path)
+    assert [r.id for r in results] == [cfgs[0].id]
+
+
+# ---------------------------------------------------------------- resumption
+
+KILL_SCRIPT = """
+import os, signal, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {tests!r})
+import itercourse.train as tr
+from test_experiments import tiny
+from itercourse.experiments import run
+real_save = tr.atomic_torch_save
+def save_then_die(path, obj):
+    real_save(path, obj)
+    os.kill(os.getpid(), signal.SIGKILL)     # killed right after its first checkpoint
+tr.atomic_torch_save = save_then_die
+run(tiny(train={{"epochs": 3, "coupling": 0.5, "identical_init": True}}, model={{"spectral_coeff": 0.9}}),
+    {results!r}, {ckpt!r}, data_root={data!r}, progress=False)
+"""
+
+
+def test_run_killed_after_first_checkpoint_resumes_to_the_same_result(tmp_path, data_root):
+    cfg = tiny(train={"epochs": 3, "coupling": 0.5, "identical_init": True}, model={"spectral_coeff": 0.9})
+    script = KILL_SCRIPT.format(tests=str(ROOT / "tests"), results=str(tmp_path / "a"),
+                                ckpt=str(tmp_path / "ck"), data=str(data_root))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    ckpt = ex.checkpoint_path(cfg, tmp_path / "ck")
+    assert ckpt.exists() and not result_path(cfg, tmp_path / "a").exists()
+
+    logs = []
+    resumed = run(cfg, tmp_path / "a", tmp_path / "ck", data_root=data_root, progress=False, log=logs.append)
+    assert any("resumed" in m and "epoch 1/3" in m for m in logs), logs
+    fresh = run(cfg, tmp_path / "b", tmp_path / "ck2", data_root=data_root, progress=False)
+    assert resumed.history.epoch == [1, 2, 3]
+    assert resumed.history.test_loss == fresh.history.test_loss          # bit-identical on the CPU
+    assert resumed.history.train_loss == fresh.history.train_loss
+    assert resumed.final_test_acc == fresh.final_test_acc
+    assert resumed.indices["recurrence"] == pytest.approx(fresh.indices["recurrence"])
+
+
+def test_truncated_checkpoint_is_not_used(tmp_path, data_root):
+    cfg = tiny()
+    ckpt = ex.checkpoint_path(cfg, tmp_path / "ck")
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"PK\x03\x04 half a zip file")
+    logs = []
+    res = run(cfg, tmp_path / "a", tmp_path / "ck", data_root=data_root, progress=False, log=logs.append)
+    assert any("ignoring unusable checkpoint" in m for m in logs), logs
+    fresh = run(cfg, tmp_path / "b", tmp_path / "ck2", data_root=data_root, progress=False)
+    assert res.history.test_loss == fresh.history.test_loss
+
+
+# ---------------------------------------------------------------- sweeps
+
+def test_half_finished_sweep_resumes(tmp_path, data_root, monkeypatch, count_training):
+    configs = [tiny(seed=s) for s in range(3)]
+    real_run = ex.run
+
+    def fail_on_third(cfg, *a, **k):
+        if cfg.seed == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_run(cfg, *a, **k)
+    monkeypatch.setattr(ex, "run", fail_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root, progress=False)
+    assert len(count_training) == 2
+    monkeypatch.setattr(ex, "run", real_run)
+    results = sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root,
+                    progress=False)
+    assert len(count_training) == 3                                     # only the missing one ran
+    assert [r.config for r in results] == configs
+
+
+def test_sweep_recomputes_a_corrupt_result(tmp_path, data_root, count_training):
+    configs = [tiny(seed=s) for s in range(2)]
+    sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root, progress=False)
+    result_path(configs[0], tmp_path).write_text('{"sha256": "0", "data": {}}')
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root, progress=False)
+    assert len(count_training) == 3
+
+
+def test_submitit_local_executor_runs_a_two_config_sweep(tmp_path, data_root):
+    submitit = pytest.importorskip("submitit", reason="submitit is not installed")
+    try:
+        probe = submitit.AutoExecutor(folder=tmp_path / "probe", cluster="local")
+        probe.update_parameters(timeout_min=2)
+        if probe.submit(int, "7").result() != 7:
+            pytest.skip("submitit's local executor runs jobs but returns wrong results here")
+    except Exception as err:  # no fork/exec allowed, etc.
+        pytest.skip(f"submitit's local executor cannot run jobs here: {err}")
+    configs = [tiny(seed=s, train={"epochs": 1}) for s in range(2)]
+    results = sweep(configs, "submitit", cluster="local", results_dir=tmp_path / "res", checkpoint_dir=tmp_path / "ck",
+                    data_root=data_root, submitit_folder=tmp_path / "logs", slurm={"timeout_min": 5}, threads=1,
+                    progress=False)
+    assert [r.config for r in results] == configs
+    assert all(result_path(c, tmp_path / "res").exists() for c in configs)
+
+
+# ---------------------------------------------------------------- grids
+
+def test_book_grid_is_the_issue_grid():
+    configs = load_grid("digitclutter")
+    assert len(configs) == 20 and len({c.id for c in configs}) == 20
+    cells = {(c.train.coupling, c.model.spectral_coeff, c.seed) for c in configs}
+    assert cells == {(lam, sc, s) for lam in (0.0, 0.25, 0.5, 0.75, 1.0) for sc in (None, 0.9) for s in (0, 1)}
+    for c in configs:
+        assert c.train.identical_init == (c.train.coupling > 0)        # coupled runs start from identical blocks
+        assert c.model.spectral_flavour == "operator"
+    assert [c.seed for c in configs[:10]] == [0] * 10                   # seed 0 of every cell comes first
+
+
+@pytest.mark.parametrize("name", sorted(ex.PRESETS))
+def test_committed_grid_files_match_the_presets(name):
+    path = ROOT / "grids" / f"{name}.yaml"
+    assert path.read_text() == ex.grid_yaml(name), f"regenerate with: python -m itercourse sweep --preset {name} --dump"
+    assert [c.id for c in load_grid(path)] == [c.id for c in load_grid(name)]
+
+
+def test_grid_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match="grid"):
+        ex.expand_grid({}, {"coupling": []})
+    with pytest.raises(ValueError, match="grid key"):
+        ex.expand_grid({}, {"optimizer.lr": [1]})
+    with pytest.raises(FileNotFoundError, match="presets"):
+        load_grid(str(tmp_path / "missing.yaml"))
