@@ -288,6 +288,15 @@ def block_spread(model: nn.Module, include_norm: bool = True) -> list[float]:
     return out
 
 
+def block_difference(model: nn.Module) -> list[float]:
+    """Per stage, the largest ``|W_i - W_0|`` over every block i and coupled parameter: 0.0 = exactly recurrent."""
+    out, groups = [], corresponding_parameters(model)
+    for s, _ in enumerate(_stages(model)):
+        diffs = [float((p - g.params[0]).detach().abs().max()) for g in groups if g.stage == s for p in g.params[1:]]
+        out.append(max(diffs, default=0.0))
+    return out
+
+
 def block_similarity(model: nn.Module, stage: int, include_norm: bool = True) -> torch.Tensor:
     """(n, n) cosine similarities between the whole parameter vectors of a stage's blocks."""
     groups = [g for g in corresponding_parameters(model) if g.stage == stage and (include_norm or not g.is_norm)]
@@ -306,8 +315,9 @@ def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, i
     """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
 
     Returns the config, per-epoch history, final ``block_spread`` (conv
-    weights and all parameters), the last stage's block similarity matrix,
-    ``effective_parameters``, ``count_parameters`` and wall time.
+    weights and all parameters), ``block_difference``, the last stage's block
+    similarity matrix (conv weights), ``effective_parameters``,
+    ``count_parameters`` and wall time.
     """
     from dataclasses import asdict, replace
 
@@ -321,6 +331,48 @@ def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, i
     return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
             "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
             "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
+            "max_difference": block_difference(model),
             "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
             "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
             "seconds": time.perf_counter() - t0}
+
+
+# ------------------------------------------------------------------ diagnostics of shared stages (chapter 3)
+
+def update_alignment(states: list) -> list[float]:
+    """Mean cosine between consecutive updates ``u_t = h_{t+1} - h_t`` of a stage's states.
+
+        a_t = mean_b cos(u_t[b], u_{t+1}[b]),   t = 0 .. len(states) - 3
+
+    Independent blocks give updates in unrelated directions (a ~ 0); one block
+    iterated on similar inputs gives aligned updates (a ~ 1), which add up
+    coherently: ``||h_T - h_0||`` grows like T instead of sqrt(T).
+    """
+    if len(states) < 3:
+        raise ValueError(f"states has {len(states)} entries; consecutive updates need at least 3 states")
+    u = [(b - a).detach().flatten(1) for a, b in zip(states, states[1:])]          # (B, D) each
+    return [float(nn.functional.cosine_similarity(p, q, dim=1).mean()) for p, q in zip(u, u[1:])]
+
+
+@torch.no_grad()
+def batch_statistics_accuracy(model: nn.Module, loader) -> float:
+    """Accuracy when every batch norm uses the statistics of the test batch itself, not its running ones.
+
+    Compared with ``evaluate(model, loader)["acc"]`` (running statistics) it
+    tells whether a network fails because one set of running statistics is
+    shared by steps whose states have very different scales. The model is
+    left unchanged (a copy is run in training mode).
+    """
+    import copy
+
+    from .train import count_correct
+    probe = copy.deepcopy(model).train()
+    device = next(probe.parameters()).device
+    correct = n = 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        correct += count_correct(probe(x), y)
+        n += len(y)
+    if n == 0:
+        raise ValueError("loader yielded no examples; batch_statistics_accuracy() needs at least one batch")
+    return correct / n

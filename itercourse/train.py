@@ -121,7 +121,14 @@ def resolve_device(device=None) -> torch.device:
     """``None`` or ``"auto"`` picks CUDA when present, else the CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda', 'cuda:1' or 'auto'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                         "use device='cpu' or 'auto' (on Colab: Runtime > Change runtime type > GPU)")
+    return dev
 
 
 def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:

@@ -504,6 +504,18 @@ def test_internal_links_and_anchors_resolve(book_html):
     assert not problems, f"{len(problems)} broken internal links:\n" + "\n".join(problems[:80])
 
 
+def test_first_hour_gives_the_readme_commands():
+    """The newcomer's page and the README give the same two commands, character for character."""
+    page = BOOK / "first_hour.md"
+    if not page.exists():
+        pytest.skip("book/first_hour.md does not exist")
+    readme = [ln for ln in (REPO / "README.md").read_text().splitlines() if ln.startswith("python3 -m venv .venv")]
+    assert len(readme) == 2, readme
+    text = page.read_text()
+    missing = [ln for ln in readme if ln not in text.splitlines()]
+    assert not missing, f"book/first_hour.md lacks the README's command(s): {missing}"
+
+
 @needs_browser
 @pytest.mark.parametrize("docname", PAGES)
 def test_page_in_browser(docname, site, driver):

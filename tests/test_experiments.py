@@ -37,6 +37,15 @@ def data_root(tmp_path_factory):
     return tmp_path_factory.mktemp("data")          # Digitclutter cache shared by the tests of this file
 
 
+REAL_LIPSCHITZ = ex._lipschitz
+
+
+@pytest.fixture(autouse=True)
+def quick_extras(monkeypatch):
+    """The per-block Lipschitz report costs seconds; one test runs it, the others skip it."""
+    monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
+
+
 @pytest.fixture
 def count_training(monkeypatch):
     """Count calls of train() made by experiments.run."""
@@ -90,15 +99,19 @@ def test_bad_configs_name_the_field():
 
 # ---------------------------------------------------------------- caching
 
-def test_run_twice_trains_once(tmp_path, data_root, count_training):
-    cfg = tiny()
+def test_run_twice_trains_once(tmp_path, data_root, count_training, monkeypatch):
+    monkeypatch.setattr(ex, "_lipschitz", REAL_LIPSCHITZ)
+    cfg = tiny(model={"spectral_coeff": 0.9})
     first = run(cfg, tmp_path / "results", tmp_path / "ckpt", data_root=data_root, progress=False)
     second = run(cfg, tmp_path / "results", tmp_path / "ckpt", data_root=data_root, progress=False)
     assert len(count_training) == 1
     assert second.final_test_acc == first.final_test_acc and second.history == first.history
     stored = read_json(result_path(cfg, tmp_path / "results"))
     assert stored["id"] == cfg.id and stored["meta"]["versions"]["torch"] == torch.__version__
-    assert set(first.indices) >= {"recurrence", "convergence", "divergence"}
+    assert set(first.indices) >= {"recurrence", "convergence", "divergence", "recurrence_performance"}
+    assert first.extras["parameters"] >= first.extras["effective_parameters"] > 0
+    bounds = [row["bound"] for row in first.extras["lipschitz"]]
+    assert len(bounds) == 4 and max(bounds) <= 0.9 * (1 + 1e-3)       # the constraint held after training
     assert not any((tmp_path / "ckpt").rglob("*.pt"))                   # checkpoint removed after the result
 
 

@@ -1,0 +1,161 @@
+"""Chapter 5 figures: unrolled-block curves, an ipywidgets explorer, and a kernel-free HTML slider.
+
+Every plot function takes ``ax``/``axes=None``, draws and returns them; none
+calls ``plt.show()``. The explorer only re-draws curves a notebook already
+computed. :func:`html_slider` turns a list of figures into self-contained
+HTML (inline SVG frames and a range input, no external scripts), so the
+static book can still be explored without a kernel.
+"""
+from __future__ import annotations
+
+import html
+import io
+import itertools
+import re
+
+import matplotlib.pyplot as plt
+
+_COUNTER = itertools.count()
+
+
+def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
+    """Iterate a stage's last block ``extra`` times beyond its trained depth and record how the state moves.
+
+        h_{t+1} = B_{n-1}(h_t),  t = 0 .. extra - 1,  h_0 = the stage's trained output
+
+    Returns per step t: ``update`` = ||h_{t+1} - h_t|| / ||h_t|| (root mean square
+    over examples), ``growth`` = mean ||h_{t+1}|| / ||h_t||, and ``turn`` = mean
+    1 - cos(h_t, h_{t+1}) (how much the state's direction still changes).
+    Uses the model's schedule API: ``stage.run_blocks(h, [n - 1] * extra)``.
+    """
+    import torch
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        states = model.stage_states(x)
+        st = model.stages[stage]
+        h0 = states[stage][-1]                                          # (B, C, H, W)
+        traj = st.run_blocks(h0, [len(st.blocks) - 1] * extra)
+    model.train(was_training)
+    flat = [t.flatten(1).double() for t in traj]                        # (B, D) each
+    norms = [f.norm(dim=1) for f in flat]
+    update, growth, turn = [], [], []
+    for a, b, na, nb in zip(flat, flat[1:], norms, norms[1:]):
+        update.append(float((((b - a).norm(dim=1) / na) ** 2).mean().sqrt()))
+        growth.append(float((nb / na).mean()))
+        turn.append(float((1 - (a * b).sum(1) / (na * nb)).mean()))
+    return {"update": update, "growth": growth, "turn": turn}
+
+
+def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
+    """Three panels over the extra iterations t: relative update, norm growth per step, change of direction."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    t = range(1, len(curves["update"]) + 1)
+    for ax, key, ylabel in zip(axes, ("update", "growth", "turn"),
+                               (r"$\|h_{t+1}-h_t\| / \|h_t\|$", r"$\|h_{t+1}\| / \|h_t\|$",
+                                r"$1 - \cos(h_t, h_{t+1})$")):
+        ax.plot(t, curves[key], label=label, **plot_kw)
+        ax.set_yscale("log")
+        ax.set_xlabel("extra iterations of the last block, t")
+        ax.set_ylabel(ylabel)
+        if k is not None:
+            ax.axvline(k, color="grey", lw=0.8, ls=":")
+    return axes
+
+
+def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str = ""):
+    """One network's unrolling: the three :func:`plot_unroll_curves` panels and accuracy against extra steps."""
+    steps = list(steps)
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    plot_unroll_curves(curves, axes[:3], k=k)
+    axes[3].plot(steps, accuracy, "o-")
+    axes[3].axvline(k, color="grey", lw=0.8, ls=":")
+    axes[3].set_xlabel("extra iterations k")
+    axes[3].set_ylabel("test accuracy")
+    axes[3].set_xscale("symlog", linthresh=1)
+    axes[3].set_ylim(0, 1)
+    near = min(range(len(steps)), key=lambda j: abs(steps[j] - k))
+    fig.suptitle(f"{name}: accuracy {accuracy[near]:.3f} after k = {steps[near]} extra iterations"
+                 + (f" · {title}" if title else ""))
+    fig.tight_layout()
+    return fig
+
+
+def lipschitz_explorer(curves: dict, accuracy: dict, steps, *, title: str = ""):
+    """Sliders over the networks (by their constraint) and the number of extra iterations k.
+
+    ``curves[name]`` is an :func:`unroll_curves` dict, ``accuracy[name]`` the
+    accuracies at the extra-step counts ``steps``. Returns an ``ipywidgets.VBox``;
+    without ipywidgets, the static figure of the first network.
+    """
+    names, steps = list(curves), list(steps)
+    if not names or set(names) != set(accuracy):
+        raise ValueError(f"curves and accuracy must be non-empty dicts with the same networks; got "
+                         f"{sorted(curves)} and {sorted(accuracy)}")
+
+    def figure(name, k):
+        return unroll_figure(name, curves[name], accuracy[name], steps, k, title)
+
+    try:
+        import ipywidgets as widgets
+        from IPython.display import display
+    except ImportError:
+        return figure(names[0], steps[-1])
+    which = widgets.SelectionSlider(options=names, value=names[0], description="network",
+                                    layout=widgets.Layout(width="70%"), style={"description_width": "initial"})
+    k = widgets.IntSlider(value=steps[-1], min=0, max=len(curves[names[0]]["update"]), description="extra k")
+    out = widgets.Output()
+
+    def draw(*_):
+        with out:
+            out.clear_output(wait=True)
+            fig = figure(which.value, k.value)
+            display(fig)
+            plt.close(fig)
+
+    which.observe(draw, names="value")
+    k.observe(draw, names="value")
+    draw()
+    return widgets.VBox([which, k, out])
+
+
+def html_slider(figures, labels, *, name: str = "setting", close: bool = True):
+    """Self-contained HTML: one inline-SVG frame per figure and a range input that picks the frame.
+
+    Works in the static book (a few lines of inline JavaScript, nothing
+    downloaded); with scripts disabled the first frame stays visible. Returns an
+    ``IPython.display.HTML`` (the raw string when IPython is absent).
+    """
+    figures, labels = list(figures), [str(s) for s in labels]
+    if not figures or len(figures) != len(labels):
+        raise ValueError(f"figures ({len(figures)}) and labels ({len(labels)}) must be non-empty and of equal length")
+    uid = f"ic-slider-{next(_COUNTER)}"
+    frames = []
+    for i, fig in enumerate(figures):
+        buf = io.StringIO()
+        with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "itercourse"}):
+            fig.savefig(buf, format="svg", bbox_inches="tight")
+        if close:
+            plt.close(fig)
+        svg = buf.getvalue()
+        svg = svg[svg.index("<svg"):]                                  # drop the XML prologue
+        for ident in set(re.findall(r'id="([^"]+)"', svg)):            # ids unique per frame: hidden frames
+            new = f"{uid}-{i}-{ident}"                                  # must not own a visible frame's clip paths
+            svg = (svg.replace(f'id="{ident}"', f'id="{new}"').replace(f"#{ident})", f"#{new})")
+                   .replace(f'"#{ident}"', f'"#{new}"'))
+        frames.append(f'<div class="{uid}-f" style="display:{"block" if i == 0 else "none"}">{svg}</div>')
+    options = html.escape("|".join(labels))
+    script = (f"var f=document.querySelectorAll('.{uid}-f');for(var j=0;j<f.length;j++)"
+              f"f[j].style.display=(j==this.value)?'block':'none';"
+              f"document.getElementById('{uid}-l').textContent=this.dataset.labels.split('|')[this.value];")
+    page = (f'<div id="{uid}"><label>{html.escape(name)}: '
+            f'<input type="range" min="0" max="{len(figures) - 1}" value="0" step="1" '
+            f'data-labels="{options}" oninput="{html.escape(script)}" style="width:40%;vertical-align:middle"> '
+            f'<b id="{uid}-l">{html.escape(labels[0])}</b></label>{"".join(frames)}</div>')
+    try:
+        from IPython.display import HTML
+    except ImportError:
+        return page
+    return HTML(page)

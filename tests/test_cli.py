@@ -1,0 +1,104 @@
+"""Command line: every subcommand explains itself, bad flags fail cleanly (exit 2), and the commands work."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import itercourse.experiments as ex
+from itercourse.__main__ import main
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def call(capsys, *argv):
+    """Run the CLI in this process; return (exit code, stdout, stderr)."""
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["sweep"], ["report"], ["digitclutter"]])
+def test_every_help_has_examples(capsys, command):
+    code, out, _ = call(capsys, *command, "--help")
+    assert code == 0
+    assert "usage: python -m itercourse" in out and "examples:" in out
+
+
+@pytest.mark.parametrize("argv,flag,allowed", [
+    (["run", "--coupling", "1.5"], "--coupling", "[0, 1]"),
+    (["run", "--dataset", "imagenet"], "--dataset", "digitclutter"),
+    (["run", "--epochs", "0"], "--epochs", ">= 1"),
+    (["run", "--epochs", "two"], "--epochs", "invalid int value"),
+    (["run", "--depth", "21"], "--depth", "6m+2"),
+    (["run", "--spectral-coeff", "0.9", "--branch-norm", "bn"], "--spectral-coeff", "--branch-norm none"),
+    (["sweep", "--preset", "imagenet"], "--preset", "digitclutter"),
+    (["sweep"], "GRID/--preset", "exactly one"),
+    (["sweep", "no/such/grid.yaml"], "GRID", "no such file"),
+    (["sweep", "--preset", "smoke", "--executor", "ray"], "--executor", "submitit"),
+    (["digitclutter", "--num-digits", "11", "--out", "x.npz"], "--num-digits", "1..10"),
+    (["digitclutter", "--n", "5"], "--out", "required"),
+    (["frobnicate"], "invalid choice", "run"),
+])
+def test_bad_arguments_exit_2_naming_the_flag(capsys, argv, flag, allowed):
+    code, _, err = call(capsys, *argv)
+    assert code == 2
+    assert flag in err and allowed in err, err
+    assert "Traceback" not in err
+
+
+def test_module_entry_point_runs_as_a_script():
+    out = subprocess.run([sys.executable, "-m", "itercourse", "sweep", "--preset", "nope"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "--preset" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sweep_list_and_dump(capsys):
+    code, out, _ = call(capsys, "sweep", "--preset", "digitclutter", "--list", "--results-dir", "/nonexistent")
+    assert code == 0 and len(out.splitlines()) == 20 and out.count("pending") == 20
+    code, out, _ = call(capsys, "sweep", "--preset", "smoke", "--dump")
+    assert code == 0 and out == (ROOT / "grids" / "smoke.yaml").read_text()
+
+
+def test_digitclutter_command_writes_data_and_a_preview(tmp_path, capsys):
+    from itercourse.digitclutter import load_digitclutter, make_digitclutter
+    code, out, _ = call(capsys, "digitclutter", "--n", "6", "--num-digits", "2", "--seed", "3",
+                        "--out", str(tmp_path / "d.npz"), "--preview", str(tmp_path / "p.png"))
+    assert code == 0 and (tmp_path / "p.png").stat().st_size > 0
+    images, labels, *_ = load_digitclutter(tmp_path / "d.npz")
+    expected, _ = make_digitclutter(6, 2, seed=3)
+    assert np.array_equal(np.asarray(images), expected.numpy())
+    assert (np.asarray(labels).sum(1) == 2).all()
+
+
+def test_run_then_report(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
+    common = ["--train-size", "64", "--test-size", "32", "--widths", "4", "8", "--blocks", "2", "2",
+              "--epochs", "1", "--batch-size", "32", "--no-fast", "--device", "cpu", "--experiment", "cli",
+              "--results-dir", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "c"),
+              "--data-root", str(tmp_path / "d")]
+    for extra in (["--coupling", "0"], ["--coupling", "1"], ["--coupling", "0", "--spectral-coeff", "0.9"],
+                  ["--coupling", "1", "--spectral-coeff", "0.9"]):
+        code, out, err = call(capsys, "run", *common, *extra)
+        assert code == 0, err
+        assert "test accuracy" in out and "recurrence=" in out
+    results = ex.load_results("cli", tmp_path / "r")
+    assert len(results) == 4
+    assert all(r.config.train.identical_init == bool(r.config.train.coupling) for r in results)
+    code, out, err = call(capsys, "report", "--experiment", "cli", "--results-dir", str(tmp_path / "r"),
+                          "--out", str(tmp_path / "rep"))
+    assert code == 0, err
+    report = (tmp_path / "rep" / "report.md").read_text()
+    assert "| none | 0 |" in report and "verdict" in report
+    assert (tmp_path / "rep" / "indices.png").stat().st_size > 0
+
+
+def test_report_without_results_is_a_clean_error(tmp_path, capsys):
+    code, _, err = call(capsys, "report", "--results-dir", str(tmp_path))
+    assert code == 2 and "no results" in err and "Traceback" not in err

@@ -1,0 +1,248 @@
+"""Indices of iterative convergence: systems with known answers land where they must, and bad inputs fail clearly."""
+import json
+import math
+import warnings
+
+import pytest
+import torch
+
+from itercourse.blocks import ResidualUnit
+from itercourse.indices import (chance_accuracy, convergence_index, divergence_index, evaluation_cost,
+                                iterative_convergence_indices, recurrence_index, sample_pairs)
+from itercourse.models import ResNetConfig, build_resnet
+from itercourse.toys import make_validation_system
+
+torch.set_num_threads(1)
+TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)
+
+
+def image_loader(batches=2, size=16, seed=0, multilabel=False):
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batches):
+        x = torch.randn(size, 1, 12, 12, generator=gen)
+        if multilabel:
+            y = (torch.rand(size, 10, generator=gen) < 0.3).float()
+            y[:, 0] = 1.0                                    # at least one class per image
+        else:
+            y = torch.randint(10, (size,), generator=gen)
+        out.append((x, y))
+    return out
+
+
+def quiet(fn, *args, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)    # untrained nets sit at chance: documented warning
+        return fn(*args, **kw)
+
+
+def all_numbers_finite(obj) -> bool:
+    if isinstance(obj, dict):
+        return all(all_numbers_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(all_numbers_finite(v) for v in obj)
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    return True
+
+
+@pytest.fixture(scope="module")
+def systems():
+    """The four validation systems (fixed seeds), measured once with the default settings."""
+    out = {}
+    for kind in ("contract", "expand", "random", "specialists"):
+        model = make_validation_system(kind, n_blocks=4, seed=0)
+        out[kind] = (model, iterative_convergence_indices(model, model.loader(2000, seed=1)))
+    return out
+
+
+# ---------------------------------------------------------------- systems with known answers
+
+def test_validation_systems_land_in_the_expected_order(systems):
+    c, e, r, s = (systems[k][1] for k in ("contract", "expand", "random", "specialists"))
+    # identical blocks are recurrent; independent random blocks and specialists are not
+    assert c["recurrence"] == pytest.approx(1.0, abs=1e-6) and e["recurrence"] == pytest.approx(1.0, abs=1e-6)
+    assert r["recurrence"] < c["recurrence"] and s["recurrence"] < c["recurrence"]
+    assert abs(r["recurrence"]) < 3 * r["recurrence_sem"] + 0.05   # independent steps: about orthogonal
+    # the contraction converges and keeps its accuracy; the expanding map does neither
+    assert e["convergence"] < c["convergence"] and e["divergence"] < c["divergence"]
+    assert c["divergence"] == 1.0 and e["convergence"] == 0.0
+    # performance at the trained depth is real (well above chance) in every system
+    for res in (c, e, r, s):
+        assert res["acc"] > res["chance"] + 0.3
+
+
+def test_expanding_map_loses_accuracy_with_depth_and_its_updates_grow(systems):
+    res = systems["expand"][1]["per_stage"][0]
+    accs = [systems["expand"][1]["acc"]] + res["acc_by_factor"]
+    assert accs[0] > accs[1] > accs[2]                        # 1x > 2x > 4x the trained depth
+    u = res["update_sizes"]
+    assert u[-1] > u[3]                                        # u_{Fn-1} > u_{n-1}: no settling
+
+
+def test_convergence_index_matches_the_closed_form_of_the_contraction(systems):
+    model, res = systems["contract"]
+    n, F = 4, 4
+    A, eta = model.A.double(), model.stages[0].blocks[0].eta
+    G = torch.eye(A.shape[0], dtype=torch.float64) - eta * A
+    x = torch.cat([xb for xb, _ in model.loader(2000, seed=1)]).double()
+    h, step_sq, state_sq = x + model.offset.double(), [], []
+    for _ in range(F * n):                                     # h_{t+1} - x = G (h_t - x)
+        h_next = x + (h - x) @ G
+        step_sq.append(float((h_next - h).pow(2).sum()))
+        state_sq.append(float(h.pow(2).sum() + x.pow(2).sum()))   # the stream is z = [h, x]
+        h = h_next
+    u = [math.sqrt(a / b) for a, b in zip(step_sq, state_sq)]
+    assert res["per_stage"][0]["update_sizes"] == pytest.approx(u, rel=1e-4)
+    assert res["convergence"] == pytest.approx(1 - u[F * n - 1] / u[n - 1], rel=1e-4)
+
+
+def test_specialist_blocks_are_not_interchangeable_by_either_kind(systems):
+    model, res = systems["specialists"]
+    assert res["recurrence"] == pytest.approx(0.0, abs=1e-5)    # orthogonal steps: r_ij = 0
+    perf = recurrence_index(model, model.loader(2000, seed=1), kind="performance")
+    assert perf["index"] == pytest.approx(0.0, abs=1e-5)       # swap == drop exactly: R_ij = 0
+    # yet the intact network lands on the fixed point: convergent and no accuracy lost
+    assert res["convergence"] == 1.0 and res["divergence"] == 1.0
+
+
+def test_state_recurrence_of_one_pair_matches_a_hand_computation(systems):
+    model, res = systems["random"]
+    x = torch.cat([xb for xb, _ in model.loader(2000, seed=1)])
+    blocks = model.stages[0].blocks
+    with torch.no_grad():
+        h0 = model.stem(x)
+        h1 = blocks[0](h0)
+        d0, d10 = h1 - h0, blocks[1](h0) - h0
+    expected = float(2 * (d0 * d10).sum() / (d0.pow(2).sum() + d10.pow(2).sum()))
+    got = {(i, j): r for i, j, r in res["per_stage"][0]["pairs"]}
+    assert got[(0, 1)] == pytest.approx(expected, rel=1e-4)
+
+
+def test_identical_blocks_score_one_on_the_performance_kind_too():
+    model = make_validation_system("contract", n_blocks=3, seed=2)
+    res = recurrence_index(model, model.loader(500, seed=3), kind="performance")
+    assert res["index"] == pytest.approx(1.0, abs=1e-6)
+    assert all(st["degenerate_pairs"] == 0 for st in res["per_stage"])
+
+
+# ---------------------------------------------------------------- ResNets
+
+def test_shared_weight_resnet_scores_recurrence_one_and_an_ordinary_one_does_not():
+    loader = image_loader()
+    shared = build_resnet(ResNetConfig(share=True, share_norm=True, **TINY), seed=0)
+    ordinary = build_resnet(ResNetConfig(**TINY), seed=0)
+    for kind in ("state", "performance"):
+        res = quiet(recurrence_index, shared, loader, kind=kind)
+        assert res["index"] == pytest.approx(1.0, abs=1e-5), kind
+    res = quiet(recurrence_index, ordinary, loader)
+    assert res["index"] < 0.5                                  # independent random blocks: about orthogonal steps
+
+
+def test_indices_run_in_eval_mode_and_restore_the_mode():
+    model = build_resnet(ResNetConfig(**TINY), seed=1).train()
+    loader = image_loader()
+    a = quiet(iterative_convergence_indices, model, loader)
+    assert model.training
+    b = quiet(iterative_convergence_indices, model, loader)
+    assert a["recurrence"] == b["recurrence"] and a["convergence"] == b["convergence"]
+
+
+def test_multilabel_targets_work_and_results_are_json_without_nan():
+    model = build_resnet(ResNetConfig(**TINY), seed=2)
+    res = quiet(iterative_convergence_indices, model, image_loader(multilabel=True), kind="performance")
+    assert all_numbers_finite(res)
+    json.dumps(res, allow_nan=False)
+    for key in ("recurrence", "convergence", "divergence"):
+        assert isinstance(res[key], float)
+
+
+def test_evaluation_cost_counts_every_block_application():
+    """The efficiency claim, as an oracle: forward hooks count exactly what evaluation_cost predicts."""
+    model = build_resnet(ResNetConfig(**TINY), seed=3)
+    loader = image_loader(batches=1)
+    calls = {"n": 0}
+    for m in model.modules():
+        if isinstance(m, ResidualUnit):
+            m.register_forward_hook(lambda *_: calls.__setitem__("n", calls["n"] + 1))
+    for kind, max_pairs in (("state", None), ("performance", None), ("performance", 3)):
+        calls["n"] = 0
+        quiet(iterative_convergence_indices, model, loader, kind=kind, max_pairs=max_pairs)
+        assert calls["n"] == evaluation_cost(TINY["blocks"], kind=kind, max_pairs=max_pairs)["total"]
+    assert evaluation_cost((9, 8, 8))["ratio"] <= 20          # ResNet-56, default settings
+
+
+def test_pair_subsampling_is_seeded_and_reports_an_error_bar():
+    assert len(sample_pairs(9)) == 72 - 24                      # default MAX_PAIRS = 48
+    assert sample_pairs(9, 5, seed=1) == sample_pairs(9, 5, seed=1) != sample_pairs(9, 5, seed=2)
+    assert sample_pairs(3, None) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    model = make_validation_system("random", n_blocks=6, seed=0)
+    res = recurrence_index(model, model.loader(300, seed=1), max_pairs=5)
+    assert len(res["per_stage"][0]["pairs"]) == 5 and res["sem"] is not None and res["sem"] > 0
+
+
+def test_chance_accuracy_of_single_and_multi_label_targets():
+    assert chance_accuracy([torch.tensor([0, 1, 1, 2])]) == 0.5
+    sets = torch.tensor([[1, 0, 1], [1, 0, 1], [0, 1, 1], [1, 0, 1]], dtype=torch.float32)
+    assert chance_accuracy([sets[:2], sets[2:]]) == 0.75
+
+
+# ---------------------------------------------------------------- bad inputs and degenerate cases
+
+def test_a_loader_with_no_batches_is_a_clear_error():
+    model = build_resnet(ResNetConfig(**TINY), seed=0)
+    for fn in (iterative_convergence_indices, recurrence_index, convergence_index, divergence_index):
+        with pytest.raises(ValueError, match="no batches"):
+            fn(model, [])
+
+
+@pytest.mark.filterwarnings("ignore:accuracy")
+def test_one_block_per_stage_has_no_recurrence_but_the_other_indices_work():
+    model = build_resnet(ResNetConfig(**{**TINY, "blocks": (1, 1)}), seed=0)
+    loader = image_loader()
+    with pytest.raises(ValueError, match="at least two blocks"):
+        quiet(recurrence_index, model, loader)
+    with pytest.warns(RuntimeWarning, match="recurrence is None"):
+        res = iterative_convergence_indices(model, loader)
+    assert res["recurrence"] is None and res["recurrence_sem"] is None
+    assert 0.0 <= res["convergence"] <= 1.0 and 0.0 <= res["divergence"] <= 1.0
+    assert all(st["recurrence"] is None and st["pairs"] == [] for st in res["per_stage"])
+
+
+def test_an_overflowing_map_gives_zero_not_nan():
+    model = make_validation_system("expand", n_blocks=4, eta=-40.0, offset=1e-6, seed=0)
+    res = iterative_convergence_indices(model, model.loader(200, seed=1))
+    assert res["convergence"] == 0.0 and res["divergence"] == 0.0
+    assert all_numbers_finite(res)
+    json.dumps(res, allow_nan=False)
+
+
+def test_a_model_at_chance_gives_documented_degenerate_divergence():
+    model = build_resnet(ResNetConfig(**TINY), seed=0)
+    loader = image_loader()
+    with pytest.warns(RuntimeWarning, match="at or below chance"):
+        res = divergence_index(model, loader, chance=1.0)
+    assert all(d in (0.0, 1.0) for st in res["per_stage"] for d in st["divergence_by_factor"])
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(kind="swap"), ValueError, "kind"),
+    (dict(max_pairs=0), ValueError, "max_pairs"),
+    (dict(depth_factors=(1, 2)), ValueError, "depth_factors"),
+    (dict(depth_factors=()), TypeError, "depth_factors"),
+    (dict(depth_factors=(2.5,)), TypeError, "depth_factors"),
+])
+def test_bad_arguments_name_themselves(kwargs, error, match):
+    model = make_validation_system("contract", n_blocks=2)
+    with pytest.raises(error, match=match):
+        iterative_convergence_indices(model, model.loader(10), **kwargs)
+
+
+def test_a_model_without_stages_or_with_a_broken_stream_is_refused():
+    with pytest.raises(TypeError, match="stages"):
+        iterative_convergence_indices(torch.nn.Linear(2, 2), [(torch.zeros(1, 2), torch.zeros(1))])
+    model = build_resnet(ResNetConfig(**TINY), seed=0)
+    with torch.no_grad():
+        model.stages[1].blocks[0].residual[-1].weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="not finite"):
+        iterative_convergence_indices(model, image_loader())
