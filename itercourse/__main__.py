@@ -33,13 +33,18 @@ examples:
   # a ResNet-20 on CIFAR-10 (needs the CIFAR files under --data-root, or a network to download them)
   {PROG} run --dataset cifar10 --depth 20 --widths 16 32 64 --epochs 30 --device cuda
 
+The defaults are one point of chapter 7's Digitclutter grid: with --experiment
+digitclutter_grid and a coupling/constraint/seed of that grid, `run` finds the
+committed result instead of training.
+
 The result is written to RESULTS_DIR/EXPERIMENT/<config-hash>.json; running the
 same command again loads it instead of training. A killed run resumes from
 its checkpoint in CHECKPOINT_DIR.
 """
 
 SWEEP_EPILOG = f"""\
-presets: digitclutter (the book's chapter 7 grid, CPU), smoke (seconds, a code check),
+presets: digitclutter (the book's chapter 7 grid, CPU), digitclutter_equal_params (its
+         equal-effective-parameter comparison), smoke (seconds, a code check),
          mnist, cifar10, cifar100 (chapter 8 grids, sized for one GPU)
 
 examples:
@@ -93,13 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one ResNet, evaluate it, compute the three indices and save the result.")
     r.add_argument("--experiment", default="scratch", help="results subfolder (default: scratch)")
     r.add_argument("--dataset", default="digitclutter", choices=DATASETS, help="default: digitclutter")
-    r.add_argument("--train-size", type=int, default=10_000, help="training images (default: 10000)")
+    r.add_argument("--train-size", type=int, default=12_000, help="training images (default: 12000)")
     r.add_argument("--test-size", type=int, default=2_000, help="test images (default: 2000)")
     r.add_argument("--num-digits", type=int, default=None, help="digits per Digitclutter image (default: 3)")
     r.add_argument("--depth", type=int, default=None,
                    help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
-    r.add_argument("--widths", type=int, nargs="+", default=[16, 32, 32], metavar="W",
-                   help="channels per stage (default: 16 32 32)")
+    r.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32], metavar="W",
+                   help="channels per stage (default: 8 16 32)")
     r.add_argument("--blocks", type=int, nargs="+", default=[4, 4, 4], metavar="N",
                    help="same-shape blocks per stage (default: 4 4 4)")
     r.add_argument("--unit", default="preact", choices=UNITS, help="residual unit (default: preact)")
@@ -113,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: none)")
     r.add_argument("--epochs", type=int, default=5, help="default: 5")
     r.add_argument("--batch-size", type=int, default=128, help="default: 128")
-    r.add_argument("--lr", type=float, default=0.05, help="peak learning rate (default: 0.05)")
+    r.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
     r.add_argument("--no-fast", action="store_true", help="plain fp32 NCHW training (no autocast, no channels_last)")
     r.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
     common(r)
@@ -153,14 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--debris", action="store_true", help="add digit debris fragments (digit debris task)")
     d.add_argument("--out", required=True, help="output .npz path")
     d.add_argument("--preview", default=None, help="also save a PNG grid of the first 16 images here")
+    p.subcommands = {"run": r, "sweep": s, "report": rep, "digitclutter": d}
     return p
 
 
 def _check_flags(parser, args) -> None:
     """Range checks argparse cannot express, reported as 'argument --flag: ...'."""
+    sub = parser.subcommands[args.command]          # errors show the subcommand's usage line
+
     def need(ok, flag, msg):
         if not ok:
-            parser.error(f"argument {flag}: {msg}")
+            sub.error(f"argument {flag}: {msg}")
 
     if args.command == "run":
         for flag in ("train_size", "test_size", "epochs", "batch_size"):
@@ -215,7 +223,7 @@ def cmd_run(args) -> None:
                          blocks=tuple(args.blocks), unit=args.unit, branch_norm=args.branch_norm,
                          spectral_coeff=args.spectral_coeff)
     if args.depth is not None:
-        model = ResNetConfig.cifar(args.depth, **{**model.__dict__, "blocks": (1,)})
+        model = ResNetConfig.cifar(args.depth, **{k: v for k, v in model.__dict__.items() if k != "blocks"})
     coupled = bool(args.coupling)
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, coupling=args.coupling,
                         identical_init=args.identical_init or coupled, fast=not args.no_fast,
@@ -237,7 +245,7 @@ def cmd_sweep(args) -> None:
 
     if args.dump:
         if args.preset is None:
-            raise SystemExit(f"{PROG} sweep: error: argument --dump: needs --preset NAME")
+            raise ValueError("argument --dump: needs --preset NAME")
         print(grid_yaml(args.preset), end="")
         return
     configs = load_grid(args.preset or args.grid)
@@ -298,7 +306,9 @@ def main(argv=None) -> int:
         COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as err:
         # configuration mistakes reach the student as a one-line error, like argparse's own
-        parser.exit(2, f"{PROG} {args.command}: error: {err}\n")
+        parser.subcommands[args.command].exit(2, f"{PROG} {args.command}: error: {err}\n")
+    except BrokenPipeError:                        # e.g. `... --list | head`
+        sys.stderr.close()
     return 0
 
 

@@ -288,11 +288,12 @@ def block_spread(model: nn.Module, include_norm: bool = True) -> list[float]:
     return out
 
 
+@torch.no_grad()
 def block_difference(model: nn.Module) -> list[float]:
     """Per stage, the largest ``|W_i - W_0|`` over every block i and coupled parameter: 0.0 = exactly recurrent."""
     out, groups = [], corresponding_parameters(model)
     for s, _ in enumerate(_stages(model)):
-        diffs = [float((p - g.params[0]).detach().abs().max()) for g in groups if g.stage == s for p in g.params[1:]]
+        diffs = [float((p - g.params[0]).abs().max()) for g in groups if g.stage == s for p in g.params[1:]]
         out.append(max(diffs, default=0.0))
     return out
 
@@ -306,6 +307,28 @@ def block_similarity(model: nn.Module, stage: int, include_norm: bool = True) ->
     w = torch.cat([torch.stack([p.detach().reshape(-1) for p in g.params]).double() for g in groups], 1)  # (n, D)
     w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-30)
     return (w @ w.T).float()
+
+
+def deviation_decay(cfg, total_steps: int) -> float:
+    """Factor by which training at strength 1 shrinks the differences between blocks: ``D_T = c * D_0``.
+
+    At ``lam = 1`` the deviations ``D_i = W_i - W_bar`` get no gradient, only
+    weight decay ``omega``, through SGD with momentum ``mu`` (torch's rule,
+    dampening 0) and the learning rates ``eta_t`` of ``cfg``'s schedule:
+
+        b <- mu b + omega D,    D <- D - eta_t b        (so roughly c ~ exp(-omega sum_t eta_t / (1 - mu)))
+
+    The recurrence is linear, so one scalar run of it gives ``c`` exactly.
+    ``cfg`` is a :class:`itercourse.train.TrainConfig`; ``total_steps`` the number of SGD steps.
+    """
+    from .errors import check_positive_int
+    from .train import learning_rate
+    check_positive_int("total_steps", total_steps)
+    d, b = 1.0, 0.0
+    for t in range(total_steps):
+        b = cfg.momentum * b + cfg.weight_decay * d
+        d -= learning_rate(cfg, t, total_steps) * b
+    return d
 
 
 # ------------------------------------------------------------------ one point of the dial, trained
@@ -335,44 +358,3 @@ def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, i
             "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
             "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
             "seconds": time.perf_counter() - t0}
-
-
-# ------------------------------------------------------------------ diagnostics of shared stages (chapter 3)
-
-def update_alignment(states: list) -> list[float]:
-    """Mean cosine between consecutive updates ``u_t = h_{t+1} - h_t`` of a stage's states.
-
-        a_t = mean_b cos(u_t[b], u_{t+1}[b]),   t = 0 .. len(states) - 3
-
-    Independent blocks give updates in unrelated directions (a ~ 0); one block
-    iterated on similar inputs gives aligned updates (a ~ 1), which add up
-    coherently: ``||h_T - h_0||`` grows like T instead of sqrt(T).
-    """
-    if len(states) < 3:
-        raise ValueError(f"states has {len(states)} entries; consecutive updates need at least 3 states")
-    u = [(b - a).detach().flatten(1) for a, b in zip(states, states[1:])]          # (B, D) each
-    return [float(nn.functional.cosine_similarity(p, q, dim=1).mean()) for p, q in zip(u, u[1:])]
-
-
-@torch.no_grad()
-def batch_statistics_accuracy(model: nn.Module, loader) -> float:
-    """Accuracy when every batch norm uses the statistics of the test batch itself, not its running ones.
-
-    Compared with ``evaluate(model, loader)["acc"]`` (running statistics) it
-    tells whether a network fails because one set of running statistics is
-    shared by steps whose states have very different scales. The model is
-    left unchanged (a copy is run in training mode).
-    """
-    import copy
-
-    from .train import count_correct
-    probe = copy.deepcopy(model).train()
-    device = next(probe.parameters()).device
-    correct = n = 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        correct += count_correct(probe(x), y)
-        n += len(y)
-    if n == 0:
-        raise ValueError("loader yielded no examples; batch_statistics_accuracy() needs at least one batch")
-    return correct / n

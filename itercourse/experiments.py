@@ -361,10 +361,10 @@ def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
 
     Grid keys name a field: ``coupling`` / ``spectral_coeff`` / ``seed`` (the
     three of the book's grid), or any dotted path ``model.X`` / ``train.X`` /
-    top-level ``X``. The last key varies slowest... no: keys vary in the order
-    written, the first slowest, so put ``seed`` first to finish every cell of
-    seed 0 before seed 1. ``train.identical_init: "coupled"`` in ``base``
-    means True exactly when coupling > 0.
+    top-level ``X``. The first key varies slowest, so with ``seed`` first a
+    sweep finishes every cell of seed 0 before it starts seed 1 (a stopped
+    sweep then leaves whole replicates). ``train.identical_init: "coupled"``
+    in ``base`` means True exactly when coupling > 0.
     """
     if not isinstance(grid, dict):
         raise TypeError(f"grid={grid!r} must be a mapping from field name to a list of values")

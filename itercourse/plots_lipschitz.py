@@ -25,7 +25,8 @@ def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
 
     Returns per step t: ``update`` = ||h_{t+1} - h_t|| / ||h_t|| (root mean square
     over examples), ``growth`` = mean ||h_{t+1}|| / ||h_t||, and ``turn`` = mean
-    1 - cos(h_t, h_{t+1}) (how much the state's direction still changes).
+    1 - cos(h_t, h_{t+1}) (how much the state's direction still changes); NaN once
+    a state has collapsed to zero (1e-20 of the start) or overflowed.
     Uses the model's schedule API: ``stage.run_blocks(h, [n - 1] * extra)``.
     """
     import torch
@@ -40,8 +41,12 @@ def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
     model.train(was_training)
     flat = [t.flatten(1).double() for t in traj]                        # (B, D) each
     norms = [f.norm(dim=1) for f in flat]
+    floor = 1e-20 * float(norms[0].max())    # below this the state is zero to float32 precision: stop the curves
     update, growth, turn = [], [], []
     for a, b, na, nb in zip(flat, flat[1:], norms, norms[1:]):
+        if float(na.min()) < floor:
+            update.append(float("nan")), growth.append(float("nan")), turn.append(float("nan"))
+            continue
         update.append(float((((b - a).norm(dim=1) / na) ** 2).mean().sqrt()))
         growth.append(float((nb / na).mean()))
         turn.append(float((1 - (a * b).sum(1) / (na * nb)).mean()))
@@ -53,11 +58,14 @@ def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
     if axes is None:
         _, axes = plt.subplots(1, 3, figsize=(13, 3.4))
     t = range(1, len(curves["update"]) + 1)
+    from matplotlib.ticker import NullLocator
+
     for ax, key, ylabel in zip(axes, ("update", "growth", "turn"),
                                (r"$\|h_{t+1}-h_t\| / \|h_t\|$", r"$\|h_{t+1}\| / \|h_t\|$",
                                 r"$1 - \cos(h_t, h_{t+1})$")):
         ax.plot(t, curves[key], label=label, **plot_kw)
         ax.set_yscale("log")
+        ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("extra iterations of the last block, t")
         ax.set_ylabel(ylabel)
         if k is not None:
@@ -67,14 +75,17 @@ def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
 
 def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str = ""):
     """One network's unrolling: the three :func:`plot_unroll_curves` panels and accuracy against extra steps."""
+    from matplotlib.ticker import NullLocator
+
     steps = list(steps)
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
     plot_unroll_curves(curves, axes[:3], k=k)
     axes[3].plot(steps, accuracy, "o-")
     axes[3].axvline(k, color="grey", lw=0.8, ls=":")
     axes[3].set_xlabel("extra iterations k")
     axes[3].set_ylabel("test accuracy")
     axes[3].set_xscale("symlog", linthresh=1)
+    axes[3].xaxis.set_minor_locator(NullLocator())
     axes[3].set_ylim(0, 1)
     near = min(range(len(steps)), key=lambda j: abs(steps[j] - k))
     fig.suptitle(f"{name}: accuracy {accuracy[near]:.3f} after k = {steps[near]} extra iterations"
@@ -141,10 +152,15 @@ def html_slider(figures, labels, *, name: str = "setting", close: bool = True):
             plt.close(fig)
         svg = buf.getvalue()
         svg = svg[svg.index("<svg"):]                                  # drop the XML prologue
-        for ident in set(re.findall(r'id="([^"]+)"', svg)):            # ids unique per frame: hidden frames
-            new = f"{uid}-{i}-{ident}"                                  # must not own a visible frame's clip paths
+        svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
+        used = set(re.findall(r'#([\w-]+)[)"]', svg))                   # ids that clip paths and markers use
+        svg = re.sub(r' id="([^"]+)"', lambda m: m.group(0) if m.group(1) in used else "", svg)
+        for ident in used:                                              # unique per frame: a hidden frame must
+            new = f"{uid}-{i}-{ident}"                                  # not own a visible frame's clip paths
             svg = (svg.replace(f'id="{ident}"', f'id="{new}"').replace(f"#{ident})", f"#{new})")
                    .replace(f'"#{ident}"', f'"#{new}"'))
+        svg = re.sub(r"font-family: [^;\"]*", "font-family: sans-serif", svg)
+        svg = re.sub(r">\s+<", "><", re.sub(r"<g>\s*(<use[^>]*/>)\s*</g>", r"\1", svg))   # drop layout only
         frames.append(f'<div class="{uid}-f" style="display:{"block" if i == 0 else "none"}">{svg}</div>')
     options = html.escape("|".join(labels))
     script = (f"var f=document.querySelectorAll('.{uid}-f');for(var j=0;j<f.length;j++)"

@@ -491,7 +491,7 @@ def _loader_mean(fn, loader, device) -> PerBlock:
     total, n, first = None, 0, None
     for x, y in _iterate(loader, device):
         r = fn(x, y)
-        first = first or r
+        first = r if first is None else first
         vals = [v * len(x) for v in r.values]
         total = vals if total is None else [a + b for a, b in zip(total, vals)]
         n += len(x)

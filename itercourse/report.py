@@ -24,6 +24,8 @@ import numpy as np
 from .io import atomic_write_bytes
 
 INDEX_KEYS = ("recurrence", "recurrence_performance", "convergence", "divergence")
+INDEX_RANGES = {"recurrence": (-1.05, 1.05), "recurrence_performance": (-1.05, 1.05),
+                "convergence": (-0.03, 1.03), "divergence": (-0.03, 1.03)}
 INDEX_TITLES = {"recurrence": "recurrence index (state)", "recurrence_performance": "recurrence index (performance)",
                 "convergence": "convergence index", "divergence": "divergence index (high = survives)"}
 
@@ -201,6 +203,7 @@ def plot_indices(results, axes=None):
     axes = np.atleast_1d(axes)
     for k, ax in zip(keys, axes):
         plot_vs_coupling(results, k, ax, title=INDEX_TITLES[k], ylabel="index")
+        ax.set_ylim(*INDEX_RANGES[k])            # the index's whole range: small wiggles look small
     fig = axes[0].figure
     fig.tight_layout()
     return fig

@@ -65,8 +65,9 @@ def coupling_figure(records: list, strength: float, *, dataset: str | None = Non
     """Three panels for one point of the coupling dial, drawn from :func:`itercourse.coupling.coupling_point` records.
 
     Left: test accuracy per epoch for every strength (the chosen one bold).
-    Middle: cosine similarity between the conv weights of the last stage's
-    blocks at the end of training (1 = identical). Right: final test accuracy
+    Middle: dissimilarity ``1 - cos(W_i, W_j)`` between the conv weights of
+    the last stage's blocks at the end of training, on a log scale (bright =
+    identical, 1e-4 or less). Right: final test accuracy
     and effective parameters against strength. Uses the records of
     ``dataset`` and ``blocks`` (default: the first record's) that started
     from identical blocks or not (``identical_init``), and shows the one whose
@@ -96,11 +97,12 @@ def coupling_figure(records: list, strength: float, *, dataset: str | None = Non
                 label=f"λ = {r['strength']:g}" if bold else None, zorder=3 if bold else 1)
     ax.set(xlabel="epoch", ylabel="test accuracy", title="training curves (grey: other strengths)")
     ax.legend(loc="lower right")
-    sim = np.array(chosen["similarity_last_stage"])
-    im = axes[1].imshow(sim, vmin=-0.2, vmax=1, cmap="viridis")
-    axes[1].set(xlabel="block j", ylabel="block i", xticks=range(len(sim)), yticks=range(len(sim)),
-                title=f"cos(W_i, W_j), last stage, λ = {chosen['strength']:g}")
-    fig.colorbar(im, ax=axes[1], fraction=0.046)
+    from matplotlib.colors import LogNorm
+    dissim = np.clip(1.0 - np.array(chosen["similarity_last_stage"]), 1e-4, 1.0)   # 1e-4 or less: "identical"
+    im = axes[1].imshow(dissim, norm=LogNorm(vmin=1e-4, vmax=1.0), cmap="viridis_r")
+    axes[1].set(xlabel="block j", ylabel="block i", xticks=range(len(dissim)), yticks=range(len(dissim)),
+                title=f"1 - cos(W_i, W_j), last stage, λ = {chosen['strength']:g}")
+    fig.colorbar(im, ax=axes[1], fraction=0.046, label="≤ 1e-4: identical")
     lams = [r["strength"] for r in pool]
     ax = axes[2]
     ax.plot(lams, [r["history"]["test_acc"][-1] for r in pool], "o-", color="C0")

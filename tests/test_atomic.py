@@ -72,6 +72,7 @@ def _temp_files(folder: Path) -> list[str]:
 WRITE_METHODS = {"write_text", "write_bytes"}                      # pathlib: never atomic
 SAVE_CALLS = {"savefig": 0, "savez": 0, "savez_compressed": 0, "imsave": 0, "to_csv": 0,
               "save": None, "dump": 1}                             # name -> index of the destination argument
+SAVE_OWNERS = {"save": {"torch", "np", "numpy"}, "dump": {"json", "pickle", "yaml", "torch"}}   # whose save/dump
 
 
 def _in_memory(node: ast.AST) -> bool:
@@ -98,10 +99,12 @@ def non_atomic_writes(path: Path, root: Path = REPO) -> list[str]:
             mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
             if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and set(mode.value) & set("wax+"):
                 found.append(f"{where} open(..., {mode.value!r})")
-        elif name in SAVE_CALLS:
+        elif name in SAVE_CALLS and isinstance(f, ast.Attribute):
+            owner = f.value.id if isinstance(f.value, ast.Name) else ""
+            if name in SAVE_OWNERS and owner not in SAVE_OWNERS[name]:
+                continue                           # e.g. a local helper called save(), not torch.save
             index = SAVE_CALLS[name]
             if index is None:                      # torch.save(obj, dest) / np.save(dest, arr)
-                owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
                 index = 1 if owner == "torch" else 0
             dest = node.args[index] if len(node.args) > index else \
                 next((k.value for k in node.keywords if k.arg in ("f", "fname", "file", "fp")), None)
@@ -144,6 +147,7 @@ def test_the_scan_sees_non_atomic_writes(tmp_path):
         buf = io.BytesIO(); torch.save(obj, buf)       # allowed
         fig.savefig(buf, format="png")                 # allowed
         np.savez_compressed(io.BytesIO(), a=1)         # allowed
+        save(fig, "accuracy.png")                      # allowed (a local helper, not torch.save)
         open("g.txt").read(); open("h", "rb")          # allowed (reads)
     """))
     hits = non_atomic_writes(probe, root=tmp_path)

@@ -20,7 +20,8 @@ headless Chromium. On every page:
 A link check (no browser) resolves every internal ``href``/``src`` of the site
 to a file and every ``#anchor`` to an id on the target page; external links
 are skipped (offline). Screenshots of the landing page and of one chapter go
-to ``test-artifacts/`` at the repository root (gitignored).
+to ``test-artifacts/`` at the repository root (gitignored; another folder via
+``ITERCOURSE_TEST_ARTIFACTS``, e.g. when .ci/run tests a temporary copy).
 
 The checks themselves are tested first, on a fixture book with planted faults
 (``tests/browser/fixture_book.py``): each fault must be reported and the good
@@ -41,7 +42,6 @@ import html.parser
 import json
 import os
 import posixpath
-import shutil
 import subprocess
 import sys
 import threading
@@ -59,7 +59,7 @@ import fixture_book  # noqa: E402  (tests/browser/fixture_book.py)
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
-ARTIFACTS = REPO / "test-artifacts"
+ARTIFACTS = Path(os.environ.get("ITERCOURSE_TEST_ARTIFACTS", REPO / "test-artifacts"))   # screenshots
 CHROMIUM = os.environ.get("ITERCOURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ITERCOURSE_CHROMEDRIVER", "/usr/bin/chromedriver")
 HTML_ENV = "ITERCOURSE_BOOK_HTML"   # a fresh `jupyter-book build book/` output (…/_build/html) to reuse

@@ -99,6 +99,24 @@ def test_run_then_report(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "rep" / "indices.png").stat().st_size > 0
 
 
+def test_depth_sets_the_blocks_of_a_cifar_resnet(monkeypatch, capsys, tmp_path):
+    seen = []
+    monkeypatch.setattr(ex, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
+    code, _, err = call(capsys, "run", "--depth", "20", "--widths", "16", "32", "64", "--results-dir", str(tmp_path))
+    assert code == 2 and "stop" in err
+    assert seen[0].model.blocks == (3, 2, 2) and seen[0].model.depth == 20
+
+
+def test_run_defaults_are_a_point_of_the_book_grid(monkeypatch, capsys):
+    seen = []
+    monkeypatch.setattr(ex, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
+    grid = {(c.train.coupling, c.model.spectral_coeff, c.seed): c.id for c in ex.load_grid("digitclutter")}
+    for argv, key in ((["--coupling", "0"], (0.0, None, 0)), (["--coupling", "1", "--spectral-coeff", "0.9",
+                                                                 "--seed", "1"], (1.0, 0.9, 1))):
+        call(capsys, "run", "--experiment", "digitclutter_grid", *argv)
+        assert seen[-1].id == grid[key]
+
+
 def test_report_without_results_is_a_clean_error(tmp_path, capsys):
     code, _, err = call(capsys, "report", "--results-dir", str(tmp_path))
     assert code == 2 and "no results" in err and "Traceback" not in err

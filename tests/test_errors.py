@@ -24,8 +24,6 @@ needs "a folder you cannot write to" uses a path whose parent is a regular
 """
 from __future__ import annotations
 
-import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -323,6 +321,10 @@ CASES = [
 ]
 
 
+TINY_RUN_WARNING = "ignore:accuracy .* is at or below chance:RuntimeWarning"   # a 1-epoch run on 16 images
+
+
+@pytest.mark.filterwarnings(TINY_RUN_WARNING)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_bad_input_is_explained(case: Bad, tmp_path):
     torch.manual_seed(0)
@@ -406,6 +408,9 @@ CLI_CASES = [
     BadCli("sweep-preset-name", lambda t: ["sweep", "--preset", "cifar"], ("--preset", "'cifar'", "'cifar10'")),
     BadCli("sweep-executor-name", lambda t: ["sweep", "--preset", "smoke", "--executor", "slurm"],
            ("--executor", "'slurm'", "'submitit'")),
+    BadCli("report-without-results",
+           lambda t: ["report", "--experiment", "grid", "--results-dir", str(t / "empty"), "--out", str(t / "rep")],
+           ("no results", "grid", "sweep")),
     BadCli("digitclutter-zero-images", lambda t: ["digitclutter", "--n", "0", "--out", str(t / "c.npz")],
            ("--n", "0", ">= 1")),
     BadCli("digitclutter-too-many-digits",
@@ -417,6 +422,7 @@ CLI_CASES = [
 ]
 
 
+@pytest.mark.filterwarnings(TINY_RUN_WARNING)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CLI_CASES])
 def test_bad_command_line_is_explained(case: BadCli, tmp_path, capsys, monkeypatch):
     """``python -m itercourse ...`` with a bad flag: exit status 2 and a one-line reason, never a traceback."""

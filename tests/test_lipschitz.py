@@ -267,3 +267,37 @@ def test_inverse_of_a_normalised_residual_block_is_a_contraction():
     torch.testing.assert_close(inv.x, h, atol=1e-4, rtol=1e-4)
     big = [v for v in inv.residuals if v > 1e-4 * inv.residuals[0]]
     assert all(b <= c * a * 1.01 for a, b in zip(big, big[1:]))
+
+
+def test_unroll_curves_stay_within_the_growth_bound():
+    from itercourse.plots_lipschitz import unroll_curves
+    c = 0.5
+    model = build_resnet(small_config(spectral_coeff=c), seed=0)
+    x = train_steps(model, steps=3)
+    curves = unroll_curves(model, x, extra=8)
+    assert set(curves) == {"update", "growth", "turn"} and all(len(v) == 8 for v in curves.values())
+    assert max(curves["growth"]) <= 1 + c + 1e-3                 # ||h + F(h)|| <= (1 + c) ||h|| as F(0) = 0
+    assert max(curves["update"]) <= c + 1e-3                     # ||F(h)|| / ||h|| <= c
+
+
+def test_html_slider_is_self_contained():
+    import re
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from itercourse.plots_lipschitz import html_slider
+    figs = []
+    for k in range(3):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, k])
+        figs.append(fig)
+    page = html_slider(figs, ["a", "b", "c"], name="network")
+    page = getattr(page, "data", page)
+    assert page.count('type="range"') == 1 and page.count("<svg") == 3
+    assert "src=" not in page and "http" not in page.replace("http://www.w3.org", "")
+    ids = re.findall(r' id="([^"]+)"', page)
+    assert len(ids) == len(set(ids))                              # no clash between frames
+    with pytest.raises(ValueError, match="equal length"):
+        html_slider(figs[:1], ["a", "b"])

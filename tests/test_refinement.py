@@ -345,3 +345,35 @@ def test_errors_name_the_argument():
         borderline_examples(model, loader, compare="sideways")
     with pytest.raises(ValueError, match="scalar"):
         gradient_alignment(model, x, y, loss_fn=lambda logits, t: task_loss(logits, t, reduction="none"))
+
+
+# ---------------------------------------------------------------- the chapter's report, figures and explorer
+
+def test_report_figures_and_explorer():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from itercourse.plots import plot_refinement_summary
+    from itercourse.refinement import refinement_report
+    from itercourse.widgets import refinement_explorer
+
+    model = _trained_ish(TINY)
+    loader = _loader(multilabel=True)
+    rep = refinement_report(model, loader, extra_steps=(0, 2), scales=(1.0, 0.5))
+    # the loader-wide averages equal the batch-size-weighted means of the per-batch metrics
+    per_batch = [gradient_alignment(model, x, y).values for x, y in loader]
+    weights = [len(x) for x, _ in loader]
+    expected = [sum(w * v[j] for w, v in zip(weights, per_batch)) / sum(weights) for j in range(5)]
+    assert rep["alignment"].values == pytest.approx(expected, rel=1e-9)
+    assert [u.scale for u in rep["unroll"]] == [1.0, 0.5]
+    assert [b.compare for b in rep["borderline"]] == ["unroll", "unroll", "last_block"]
+    fig = plot_refinement_summary(rep, title="tiny")
+    assert len(fig.axes) == 6
+    plt.close(fig)
+    box = refinement_explorer({"a": rep, "b": rep})
+    assert box.children[0].options == ("a", "b")
+    box.children[0].value = "b"                                  # redraws without error
+    plt.close("all")
+    with pytest.raises(ValueError, match="reports"):
+        refinement_explorer({})

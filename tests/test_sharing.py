@@ -6,7 +6,8 @@ from torch import nn
 
 from itercourse.coupling import GradientCoupling, effective_parameters, make_blocks_identical
 from itercourse.models import ResNetConfig, build_resnet, count_parameters
-from itercourse.train import task_loss
+from itercourse.sharing import batch_statistics_accuracy, norm_statistics_mismatch, update_alignment
+from itercourse.train import correct_mask, task_loss
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)
@@ -142,3 +143,61 @@ def test_make_blocks_identical_leaves_shared_stages_alone():
     make_blocks_identical(model)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
+
+
+# ----------------------------------------------------------------- diagnostics of shared stages (sharing.py)
+
+def test_update_alignment_end_points():
+    h0, u = torch.randn(4, 8), torch.randn(4, 8)
+    straight = [h0 + t * u for t in range(6)]                    # the same update every step
+    assert update_alignment(straight) == pytest.approx([1.0] * 4, abs=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    walk = [torch.randn(4, 5000, generator=gen)]
+    for _ in range(40):
+        walk.append(walk[-1] + torch.randn(4, 5000, generator=gen))
+    assert abs(sum(update_alignment(walk)) / 39) < 0.1          # independent updates: unrelated directions
+    with pytest.raises(ValueError, match="at least 3"):
+        update_alignment(straight[:2])
+
+
+def calibrate(model, x):
+    """Running statistics = exact cumulative averages over one pass of x (train mode)."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        model(x)
+    return model.eval()
+
+
+def test_norm_statistics_mismatch_is_one_when_statistics_fit_and_drifts_when_shared():
+    x = images(0, n=32)
+    fitted = calibrate(build_resnet(ResNetConfig(**TINY), seed=0), x)
+    for ratios in norm_statistics_mismatch(fitted, x):
+        assert ratios == pytest.approx([1.0] * len(ratios), abs=0.02)
+    cfg = dict(in_channels=1, widths=(8,), blocks=(12,), input_size=12)
+    naive = calibrate(build_resnet(ResNetConfig(share=True, share_norm=True, **cfg), seed=0), x)
+    (ratios,) = norm_statistics_mismatch(naive, x)
+    assert max(ratios) / min(ratios) > 2 and max(ratios) < 0.9   # one set of statistics fits no step
+    ubn = calibrate(build_resnet(ResNetConfig(share=True, **cfg), seed=0), x)
+    (ratios,) = norm_statistics_mismatch(ubn, x)
+    assert ratios == pytest.approx([1.0] * 12, abs=0.02)
+    assert not naive.training
+
+
+def test_batch_statistics_accuracy_leaves_the_model_alone():
+    model = build_resnet(ResNetConfig(**TINY), seed=0).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    y = torch.zeros(12, 10)
+    y[torch.arange(12), torch.arange(12) % 10] = 1.0
+    loader = [(images(1, n=12), y)]
+    acc = batch_statistics_accuracy(model, loader)
+    assert 0.0 <= acc <= 1.0 and not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    probe = build_resnet(ResNetConfig(**TINY), seed=0).train()
+    with torch.no_grad():
+        want = float(correct_mask(probe(loader[0][0]), y).float().mean())
+    assert acc == pytest.approx(want)
