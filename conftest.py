@@ -25,6 +25,9 @@ collect_ignore = ["_build", "book/_build", "book/assignments"]
 def pytest_configure(config):
     """Switch smoke mode on for this process and every kernel it starts."""
     os.environ[SMOKE_VAR] = "1"
+    # One BLAS/OpenMP thread per kernel unless the caller chose otherwise: on a
+    # 2-core CI machine, two spinning threads per kernel make smoke runs 5x slower.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Kernels draw figures with the inline backend (ipykernel's default when
     # MPLBACKEND is unset). A GUI backend inherited from the caller's shell
     # (e.g. MPLBACKEND=TkAgg) would try to open windows on a headless machine.
