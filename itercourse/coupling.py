@@ -145,9 +145,10 @@ class GradientCoupling:
     A block whose gradient is ``None`` (not used in the forward pass) counts as a zero gradient.
 
     Cost: the groups are bucketed by (members, shape, dtype, device) once; each
-    call stacks each bucket's gradients, takes one mean per bucket and blends
-    all gradients with a single ``torch._foreach_lerp_``, so the number of
-    kernel launches does not grow with the number of blocks.
+    call stacks each bucket's gradients into a persistent buffer, takes one
+    mean per bucket and blends all gradients with a single
+    ``torch._foreach_lerp_``, so the number of kernel launches does not grow
+    with the number of blocks (and nothing is allocated after the first call).
     """
 
     def __init__(self, model: nn.Module, strength: float, include_norm: bool = True):
@@ -166,6 +167,7 @@ class GradientCoupling:
         self._buckets = [(m, shape, len(members), [p for ps in members for p in ps])
                          for (m, shape, _, _), members in buckets.items()]
         self.params = [p for *_, ps in self._buckets for p in ps]
+        self._means = self._stacks = self._mean_bufs = None   # work buffers, made on the first apply()
 
     def __repr__(self) -> str:
         return (f"GradientCoupling(strength={self.strength}, include_norm={self.include_norm}, "
@@ -179,14 +181,21 @@ class GradientCoupling:
         for p in self.params:                           # unused blocks: a zero gradient, so the blend is defined
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        grads, means = [], []
-        for m, shape, k, params in self._buckets:
-            g = [p.grad for p in params]
-            stacked = torch.stack(g).reshape(k, m, -1)   # (K groups, m blocks, D)
-            mean = stacked.mean(1).reshape(k, *shape)    # (K, *shape): mean_j g_j per group
-            grads += g
-            means += [mu for mu in mean.unbind(0) for _ in range(m)]
-        torch._foreach_lerp_(grads, means, self.strength)  # g + lam (mean - g) = (1 - lam) g + lam mean
+        if self._means is None:                         # persistent work buffers: no allocation per call
+            self._stacks = [torch.empty((k * m, *shape), dtype=ps[0].dtype, device=ps[0].device)
+                            for m, shape, k, ps in self._buckets]
+            mean_bufs = [torch.empty((k, *shape), dtype=ps[0].dtype, device=ps[0].device)
+                         for m, shape, k, ps in self._buckets]
+            self._mean_bufs = mean_bufs
+            self._means = [mu for (m, _, _, _), buf in zip(self._buckets, mean_bufs)
+                           for mu in buf.unbind(0) for _ in range(m)]
+        grads = [p.grad for p in self.params]
+        start = 0
+        for (m, shape, k, params), stack, mean in zip(self._buckets, self._stacks, self._mean_bufs):
+            torch.stack(grads[start:start + k * m], out=stack)                   # (K*m, *shape)
+            torch.mean(stack.view(k, m, -1), dim=1, out=mean.view(k, -1))       # (K, D): mean_j g_j per group
+            start += k * m
+        torch._foreach_lerp_(grads, self._means, self.strength)  # g + lam (mean - g) = (1 - lam) g + lam mean
 
 
 @torch.no_grad()

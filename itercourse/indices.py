@@ -29,8 +29,8 @@ factor) and compare update sizes, root-mean-square over examples,
 
     u_t = ||h_{t+1} - h_t|| / ||h_t||,     C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1).
 
-``C = 1``: the updates have died out (a contraction with rate rho gives
-``1 - rho**((F-1) n)``); ``C = 0``: they are as large as at the trained depth
+``C = 1``: the updates have died out (a linear contraction with slowest rate
+rho gives about ``1 - rho**((F-1) n)``); ``C = 0``: they are as large as at the trained depth
 or larger (a non-convergent or expanding map).
 
 Divergence: does performance survive extra iterations? With the accuracy

@@ -50,7 +50,7 @@ from torch.nn.utils import parametrize
 from .errors import check_choice, check_positive, check_positive_int
 
 FLAVOURS = ("operator", "reshaped")
-_UNIT_LIP = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Identity, nn.Dropout)  # 1-Lipschitz (LeakyReLU: see below)
+_UNIT_LIP = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Identity, nn.Dropout)  # 1-Lipschitz (LeakyReLU if |slope| <= 1)
 _ATOMIC = (nn.Conv2d, nn.Linear, nn.BatchNorm2d) + _UNIT_LIP
 
 
@@ -234,12 +234,9 @@ def trace_branch(block: nn.Module, input_shape) -> list[tuple[nn.Module, tuple]]
     shape = tuple(input_shape)
     f, calls, handles = _branch_fn(block), [], []
 
-    def visit(m: nn.Module):
-        if isinstance(m, _ATOMIC):
+    def visit(m: nn.Module):             # hook every layer; containers are looked through
+        if isinstance(m, _ATOMIC) or len(list(m.children())) == 0:
             handles.append(m.register_forward_hook(lambda mod, args, out: calls.append((mod, args[0], out))))
-        elif len(list(m.children())) == 0:
-            raise TypeError(f"branch layer {type(m).__name__} is not supported; allowed layers: "
-                            f"{[c.__name__ for c in _ATOMIC]} inside nn.Sequential or other containers")
         else:
             for child in m.children():
                 visit(child)
@@ -256,6 +253,9 @@ def trace_branch(block: nn.Module, input_shape) -> list[tuple[nn.Module, tuple]]
             h.remove()
     prev = x
     for mod, inp, o in calls:
+        if not isinstance(mod, _ATOMIC):
+            raise TypeError(f"branch layer {type(mod).__name__} is not supported; allowed layers: "
+                            f"{[c.__name__ for c in _ATOMIC]} inside nn.Sequential or other containers")
         if inp is not prev:
             raise TypeError(f"the branch of {type(block).__name__} is not a chain of layers: {mod} does not take "
                             "the previous layer's output, so the product of layer constants is not a bound")
@@ -267,7 +267,7 @@ def trace_branch(block: nn.Module, input_shape) -> list[tuple[nn.Module, tuple]]
 
 
 def layer_lipschitz(layer: nn.Module, input_shape) -> float:
-    """Lipschitz constant of one layer in eval mode (upper bound for BN, exact for conv/linear/ReLU)."""
+    """Lipschitz constant of one layer in eval mode (conv: operator norm on ``input_shape``; BN: its largest scale)."""
     if isinstance(layer, nn.Conv2d):
         return conv_operator_norm(layer, input_shape)
     if isinstance(layer, nn.Linear):

@@ -16,34 +16,51 @@ def _axes(ax, figsize=(6.0, 3.5)):
 
 # ---------------------------------------------------------------- chapter 2: refinement metrics
 
-def shade_stages(ax, per_block, label_stages: bool = True):
-    """Grey bands behind alternate stages of a per-block x axis, block indices as ticks, stage names on top."""
-    spans: dict[int, list[int]] = {}
-    for pos, s in enumerate(per_block.stage):
-        spans.setdefault(s, []).append(pos)
-    for k, s in enumerate(sorted(spans)):
-        lo, hi = spans[s][0] - 0.5, spans[s][-1] + 0.5
+def block_positions(per_block) -> list[float]:
+    """x positions of the blocks: the block index for a one-stage network, else ``s + (i + 0.5) / n_s``.
+
+    Spreading the blocks of stage ``s`` evenly over ``[s, s + 1]`` lines up
+    networks of different depths stage by stage on one axis.
+    """
+    counts: dict[int, int] = {}
+    for s in per_block.stage:
+        counts[s] = counts.get(s, 0) + 1
+    if len(counts) == 1:
+        return [float(b) for b in per_block.block]
+    return [s + (b + 0.5) / counts[s] for s, b in zip(per_block.stage, per_block.block)]
+
+
+def shade_stages(ax, per_block):
+    """Grey bands behind alternate stages and one tick per stage (a one-stage network: one tick per block)."""
+    stages = sorted(set(per_block.stage))
+    if len(stages) == 1:
+        ax.set_xticks(range(len(per_block)))
+        ax.set_xlabel("block")
+        return ax
+    for k, s in enumerate(stages):
         if k % 2 == 0:
-            ax.axvspan(lo, hi, color="0.92", zorder=0, lw=0)
-        if label_stages:
-            ax.text((lo + hi) / 2, 1.0, f"stage {s}", transform=ax.get_xaxis_transform(),
-                    ha="center", va="bottom", fontsize=8, color="0.35")
-    ax.set_xticks(range(len(per_block)))
-    ax.set_xticklabels([str(b) for b in per_block.block], fontsize=7)
-    ax.set_xlim(-0.5, len(per_block) - 0.5)
-    ax.set_xlabel("block (index within its stage)")
+            ax.axvspan(s, s + 1, color="0.92", zorder=0, lw=0)
+    ax.set_xticks([s + 0.5 for s in stages])
+    ax.set_xticklabels([f"stage {s}" for s in stages])
+    ax.set_xlim(stages[0], stages[-1] + 1)
+    ax.set_xlabel("depth (each stage's blocks spread evenly over it)")
     return ax
 
 
 def plot_per_block(per_block, ax=None, label=None, *, zero_line: bool = False, **plot_kw):
-    """One curve over the blocks of a network (a :class:`itercourse.refinement.PerBlock`)."""
+    """One curve over the blocks of a network (a :class:`itercourse.refinement.PerBlock`).
+
+    Curves of networks with the same number of stages but different depths can
+    share an axis: blocks are placed by :func:`block_positions`.
+    """
     ax = _axes(ax)
-    ax.plot(range(len(per_block)), per_block.values, marker=plot_kw.pop("marker", "o"), label=label, **plot_kw)
-    if zero_line:
-        ax.axhline(0, color="k", lw=0.8)
-    shade_stages(ax, per_block, label_stages=not getattr(ax, "_stages_labelled", False))
-    ax._stages_labelled = True
-    ax.set_ylabel(per_block.metric)
+    ax.plot(block_positions(per_block), per_block.values, marker=plot_kw.pop("marker", "o"), label=label, **plot_kw)
+    if not getattr(ax, "_itercourse_stages_drawn", False):      # bands and ticks once per axis
+        if zero_line:
+            ax.axhline(0, color="k", lw=0.8)
+        shade_stages(ax, per_block)
+        ax.set_ylabel(per_block.metric)
+        ax._itercourse_stages_drawn = True
     return ax
 
 
@@ -110,11 +127,11 @@ def plot_refinement_summary(report: dict, fig=None, title: str | None = None):
         fig = plt.figure(figsize=(15, 7.5))
     axes = fig.subplots(2, 3)
     plot_per_block(report["alignment"], axes[0, 0], zero_line=True)
-    axes[0, 0].set_title("cosine of step and loss gradient", pad=14)
+    axes[0, 0].set_title("cosine of step and loss gradient")
     plot_per_block(report["norm_ratio"], axes[0, 1])
-    axes[0, 1].set_title("relative step size", pad=14)
+    axes[0, 1].set_title("relative step size")
     plot_drop_block(report["drop"], axes[0, 2])
-    axes[0, 2].set_title("dropping one block", pad=14)
+    axes[0, 2].set_title("dropping one block")
     plot_unroll(report["unroll"], axes[1, 0], axes[1, 1])
     axes[1, 0].set_title("unrolling the last block: accuracy")
     axes[1, 1].set_title("unrolling the last block: state norm")

@@ -1,21 +1,13 @@
-"""Chapter 5 figures: unrolled-block curves, an ipywidgets explorer, and a kernel-free HTML slider.
+"""Chapter 5 figures: the curves of a block iterated beyond its trained depth, and an ipywidgets explorer.
 
 Every plot function takes ``ax``/``axes=None``, draws and returns them; none
 calls ``plt.show()``. The explorer only re-draws curves a notebook already
-computed. :func:`html_slider` turns a list of figures into self-contained
-HTML (inline SVG frames and a range input, no external scripts), so the
-static book can still be explored without a kernel.
+computed; for the static book, the chapter passes :func:`unroll_figure`
+frames to :func:`itercourse.static_figures.slider_figure` (no kernel needed).
 """
 from __future__ import annotations
 
-import html
-import io
-import itertools
-import re
-
 import matplotlib.pyplot as plt
-
-_COUNTER = itertools.count()
 
 
 def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
@@ -64,8 +56,9 @@ def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
                                (r"$\|h_{t+1}-h_t\| / \|h_t\|$", r"$\|h_{t+1}\| / \|h_t\|$",
                                 r"$1 - \cos(h_t, h_{t+1})$")):
         ax.plot(t, curves[key], label=label, **plot_kw)
-        ax.set_yscale("log")
-        ax.yaxis.set_minor_locator(NullLocator())
+        if key != "growth":                                   # growth factors stay within a decade: linear
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("extra iterations of the last block, t")
         ax.set_ylabel(ylabel)
         if k is not None:
@@ -130,48 +123,3 @@ def lipschitz_explorer(curves: dict, accuracy: dict, steps, *, title: str = ""):
     k.observe(draw, names="value")
     draw()
     return widgets.VBox([which, k, out])
-
-
-def html_slider(figures, labels, *, name: str = "setting", close: bool = True):
-    """Self-contained HTML: one inline-SVG frame per figure and a range input that picks the frame.
-
-    Works in the static book (a few lines of inline JavaScript, nothing
-    downloaded); with scripts disabled the first frame stays visible. Returns an
-    ``IPython.display.HTML`` (the raw string when IPython is absent).
-    """
-    figures, labels = list(figures), [str(s) for s in labels]
-    if not figures or len(figures) != len(labels):
-        raise ValueError(f"figures ({len(figures)}) and labels ({len(labels)}) must be non-empty and of equal length")
-    uid = f"ic-slider-{next(_COUNTER)}"
-    frames = []
-    for i, fig in enumerate(figures):
-        buf = io.StringIO()
-        with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "itercourse"}):
-            fig.savefig(buf, format="svg", bbox_inches="tight")
-        if close:
-            plt.close(fig)
-        svg = buf.getvalue()
-        svg = svg[svg.index("<svg"):]                                  # drop the XML prologue
-        svg = re.sub(r"<metadata>.*?</metadata>", "", svg, flags=re.S)
-        used = set(re.findall(r'#([\w-]+)[)"]', svg))                   # ids that clip paths and markers use
-        svg = re.sub(r' id="([^"]+)"', lambda m: m.group(0) if m.group(1) in used else "", svg)
-        for ident in used:                                              # unique per frame: a hidden frame must
-            new = f"{uid}-{i}-{ident}"                                  # not own a visible frame's clip paths
-            svg = (svg.replace(f'id="{ident}"', f'id="{new}"').replace(f"#{ident})", f"#{new})")
-                   .replace(f'"#{ident}"', f'"#{new}"'))
-        svg = re.sub(r"font-family: [^;\"]*", "font-family: sans-serif", svg)
-        svg = re.sub(r">\s+<", "><", re.sub(r"<g>\s*(<use[^>]*/>)\s*</g>", r"\1", svg))   # drop layout only
-        frames.append(f'<div class="{uid}-f" style="display:{"block" if i == 0 else "none"}">{svg}</div>')
-    options = html.escape("|".join(labels))
-    script = (f"var f=document.querySelectorAll('.{uid}-f');for(var j=0;j<f.length;j++)"
-              f"f[j].style.display=(j==this.value)?'block':'none';"
-              f"document.getElementById('{uid}-l').textContent=this.dataset.labels.split('|')[this.value];")
-    page = (f'<div id="{uid}"><label>{html.escape(name)}: '
-            f'<input type="range" min="0" max="{len(figures) - 1}" value="0" step="1" '
-            f'data-labels="{options}" oninput="{html.escape(script)}" style="width:40%;vertical-align:middle"> '
-            f'<b id="{uid}-l">{html.escape(labels[0])}</b></label>{"".join(frames)}</div>')
-    try:
-        from IPython.display import HTML
-    except ImportError:
-        return page
-    return HTML(page)

@@ -3,7 +3,7 @@
 A block moves the residual stream by a step ``Δ_i = h_{i+1} - h_i``. For a
 small step, a first-order Taylor expansion of the loss around ``h_i`` gives
 
-    L(h_i + Δ_i) ≈ L(h_i) + Δ_i · ∂L/∂h_i                    (Jastrzębski et al., Sec. 3)
+    L(h_i + Δ_i) ≈ L(h_i) + Δ_i · ∂L/∂h_i                    (Jastrzębski et al. 2018)
 
 so the step lowers the loss when its cosine with the loss gradient is negative,
 and the step of a given norm that lowers it most points along ``-∂L/∂h_i``:
@@ -266,7 +266,7 @@ def gradient_alignment(model, x: torch.Tensor, y: torch.Tensor | None, *, loss_f
 
         cos_i = mean_b  <Δ_i, ∂L/∂h_i> / (||Δ_i|| ||∂L/∂h_i||),   Δ_i = h_{i+1} - h_i
 
-    Jastrzębski et al. (2018), Sec. 4.1 ("cosine loss", their F_i(h_i) is our
+    Jastrzębski et al. (2018) ("cosine loss"; their F_i(h_i) is our
     Δ_i for pre-activation units). Negative: the block moves the state downhill.
     ``∂L/∂h_i`` is the full backpropagated gradient (through every later block,
     transition and the read-out), obtained for all blocks at once with one
@@ -303,7 +303,7 @@ def norm_ratios(model, x: torch.Tensor) -> PerBlock:
 
         r_i = mean_b ||Δ_i|| / ||h_i||,   Δ_i = h_{i+1} - h_i
 
-    Jastrzębski et al. (2018), Sec. 4.2: large ratios (the paper sees up to ~2
+    Jastrzębski et al. (2018): large ratios (the paper sees up to ~2
     in the first blocks) mean the block changes the representation; small
     ratios in higher blocks mean it only refines it. A zero state gives inf.
     """
@@ -324,7 +324,7 @@ def drop_block_accuracy(model, loader) -> DropBlockResult:
 
         acc_{-i} = accuracy of  ... -> block_{i-1} -> block_{i+1} -> ...   (schedule without i)
 
-    Jastrzębski et al. (2018), Sec. 4.3 (after Veit et al. 2016): removing an
+    Jastrzębski et al. (2018), after Veit et al. (2016): removing an
     early block is catastrophic, removing a later one costs little. Only
     same-shape blocks can be removed: the stem and every stage transition
     change the number of channels or the resolution, so the next layer could
@@ -385,7 +385,7 @@ def unroll_accuracy(model, loader, extra_steps=(0, 1, 2, 5, 10, 20), scale: floa
         h_n^{(0)} = h_n,   h_n^{(t+1)} = h_n^{(t)} + scale * Δ_{n-1}(h_n^{(t)}),   Δ(h) = block_{n-1}(h) - h
 
     and the rest of the network (later stages, read-out) runs on ``h_n^{(k)}``.
-    Jastrzębski et al. (2018), Sec. 4.4: unrolled plainly (``scale=1``) the
+    Jastrzębski et al. (2018): unrolled plainly (``scale=1``) the
     activations explode; with the block's output scaled down they stay put and
     borderline examples improve. The paper's scaling factor is not in our
     reference; ``scale`` is the factor on the extra steps' update, so
@@ -422,7 +422,7 @@ def flip_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     prediction is its k highest-scoring classes, so it changes when the k-th
     and (k+1)-th swap. With k = all classes there is no (k+1)-th: ``s_(k+1)=0``;
     with k = 0 the prediction cannot change: margin ``inf``. Our reading of
-    Jastrzębski et al.'s "within 10% probability of flipping" (Sec. 4.4).
+    Jastrzębski et al.'s (2018) "within 10% probability of flipping".
     """
     if is_multilabel(logits, y):
         p = torch.sigmoid(logits.float()).sort(1, descending=True).values     # (B, C)
@@ -445,7 +445,7 @@ def borderline_examples(model, loader, *, threshold: float = 0.1, compare: str =
 
     ``compare="unroll"``: before = the trained network, after = the stage's
     last block applied ``extra_steps`` more times, ``h <- h + scale * Δ(h)``
-    (Jastrzębski et al. 2018, Sec. 4.4: 43% -> 53% of ~51 borderline CIFAR-10
+    (Jastrzębski et al. 2018: 43% -> 53% of ~51 borderline CIFAR-10
     test images for ResNet-110, 20 extra steps). ``compare="last_block"``:
     before = the network without the stage's last block, after = the intact
     network: what the final refinement step does to the undecided examples.

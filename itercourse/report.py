@@ -111,6 +111,8 @@ def claim_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
 
     Verdicts: ``"supported"``, ``"contradicted"`` or ``"not resolved at our scale"``
     (difference within two seed-noise standard errors, or below ``min_effect``).
+    For the "does not improve accuracy" claims, support says why: ``"supported
+    (it lowered accuracy)"`` or ``"supported (no resolved change)"``.
     """
     lo, hi = min(coupling_of(r) for r in results), max(coupling_of(r) for r in results)
     rows = []
@@ -119,7 +121,8 @@ def claim_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
         if cmp["direction"] == "missing":
             return "missing runs"
         if want == "none":
-            return "contradicted" if cmp["direction"] == "up" else "supported"
+            return {"up": "contradicted", "down": "supported (it lowered accuracy)"}.get(
+                cmp["direction"], "supported (no resolved change)")
         if cmp["direction"] == "unresolved":
             return "not resolved at our scale"
         return "supported" if cmp["direction"] == want else "contradicted"

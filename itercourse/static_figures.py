@@ -70,9 +70,10 @@ def slider_html(frames: dict, title: str = "", *, label: str = "frame", initial:
         f'<img class="{uid}-frame" src="{u}" alt="{html.escape(title)}: {html.escape(n)}" '
         f'style="max-width:{max_width};height:auto;display:{"block" if i == initial else "none"}"/>'
         for i, (n, u) in enumerate(zip(names, uris)))
+    js_names = json.dumps(names).replace("</", "<\\/")     # a label cannot close the script early
     script = f"""<script>
 (function () {{
-  var names = {json.dumps(names)};
+  var names = {js_names};
   var range = document.getElementById("{uid}-range"), value = document.getElementById("{uid}-value");
   var frames = document.getElementsByClassName("{uid}-frame");
   range.addEventListener("input", function () {{

@@ -280,3 +280,40 @@ def test_grid_errors_name_the_problem(tmp_path):
         ex.expand_grid({}, {"optimizer.lr": [1]})
     with pytest.raises(FileNotFoundError, match="presets"):
         load_grid(str(tmp_path / "missing.yaml"))
+
+
+# ---------------------------------------------------------------- verdicts (report.py)
+
+def fake_results(effect: float, noise: float, seeds=(0, 1)):
+    """Synthetic grid results with a known answer: recurrence rises by ``effect`` from coupling 0 to 1,
+    convergence by ``effect`` with the constraint, accuracy falls by ``effect`` with coupling."""
+    from types import SimpleNamespace as NS
+    rng = torch.Generator().manual_seed(0)
+    out = []
+    for seed in seeds:
+        for c in (None, 0.9):
+            for lam in (0.0, 0.5, 1.0):
+                jitter = lambda: noise * float(torch.randn(1, generator=rng))    # noqa: E731
+                cfg = NS(train=NS(coupling=lam), model=NS(spectral_coeff=c), seed=seed)
+                out.append(NS(config=cfg, final_test_acc=0.5 - effect * lam + jitter(), history=NS(train_acc=[0.5]),
+                              extras={}, indices={"recurrence": 0.1 + effect * lam + jitter(),
+                                                  "recurrence_performance": 0.0 + effect * lam + jitter(),
+                                                  "convergence": 0.2 + (effect if c else 0.0) + jitter(),
+                                                  "divergence": 0.5 + jitter()}))
+    return out
+
+
+def test_claim_verdicts_on_grids_with_known_answers():
+    from itercourse.report import claim_verdicts
+    clear = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.6, noise=0.01))}
+    assert clear[("coupling makes ResNets iterative", "recurrence")] == "supported"
+    assert clear[("the Lipschitz constraint makes ResNets convergent", "convergence")] == "supported"
+    assert clear[("the Lipschitz constraint makes ResNets convergent", "divergence")].startswith("not resolved")
+    assert clear[("coupling does not improve accuracy", "final_test_acc")] == "supported (it lowered accuracy)"
+    assert clear[("conventionally trained ResNets do not learn iterative solutions", "recurrence")] == "supported"
+    backwards = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=-0.6, noise=0.01))}
+    assert backwards[("coupling makes ResNets iterative", "recurrence")] == "contradicted"
+    assert backwards[("coupling does not improve accuracy", "final_test_acc")] == "contradicted"
+    noisy = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.03, noise=0.2))}
+    assert noisy[("coupling makes ResNets iterative", "recurrence")].startswith("not resolved")
+    assert noisy[("coupling does not improve accuracy", "final_test_acc")] == "supported (no resolved change)"

@@ -246,3 +246,15 @@ def test_a_model_without_stages_or_with_a_broken_stream_is_refused():
         model.stages[1].blocks[0].residual[-1].weight.fill_(float("nan"))
     with pytest.raises(ValueError, match="not finite"):
         iterative_convergence_indices(model, image_loader())
+
+
+def test_validation_system_arguments_are_checked():
+    with pytest.raises(ValueError, match="kind"):
+        make_validation_system("spiral")
+    with pytest.raises(ValueError, match="n_blocks"):
+        make_validation_system("specialists", n_blocks=20, dim=16)
+    with pytest.raises(ValueError, match="eta"):
+        make_validation_system("contract", eta=0.0)
+    model = make_validation_system("contract", n_blocks=2)
+    with pytest.raises(ValueError, match="x must be"):
+        model(torch.zeros(3, 5))

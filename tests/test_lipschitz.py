@@ -278,26 +278,3 @@ def test_unroll_curves_stay_within_the_growth_bound():
     assert set(curves) == {"update", "growth", "turn"} and all(len(v) == 8 for v in curves.values())
     assert max(curves["growth"]) <= 1 + c + 1e-3                 # ||h + F(h)|| <= (1 + c) ||h|| as F(0) = 0
     assert max(curves["update"]) <= c + 1e-3                     # ||F(h)|| / ||h|| <= c
-
-
-def test_html_slider_is_self_contained():
-    import re
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from itercourse.plots_lipschitz import html_slider
-    figs = []
-    for k in range(3):
-        fig, ax = plt.subplots()
-        ax.plot([0, 1], [0, k])
-        figs.append(fig)
-    page = html_slider(figs, ["a", "b", "c"], name="network")
-    page = getattr(page, "data", page)
-    assert page.count('type="range"') == 1 and page.count("<svg") == 3
-    assert "src=" not in page and "http" not in page.replace("http://www.w3.org", "")
-    ids = re.findall(r' id="([^"]+)"', page)
-    assert len(ids) == len(set(ids))                              # no clash between frames
-    with pytest.raises(ValueError, match="equal length"):
-        html_slider(figs[:1], ["a", "b"])

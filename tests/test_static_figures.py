@@ -1,6 +1,9 @@
 """Kernel-free slider figures: every frame embedded, one visible, a range input that switches them."""
 import base64
+import json
 import re
+import shutil
+import subprocess
 
 import matplotlib
 
@@ -42,3 +45,25 @@ def test_svg_and_png_bytes_frames_and_stable_ids():
 def test_bad_frames_are_explained(frames, initial, exc):
     with pytest.raises(exc):
         slider_html(frames, initial=initial)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the inline script")
+def test_inline_script_switches_frames(tmp_path):
+    text = slider_html({"a": "<svg/>", "b </script>": "<svg/>", "c": "<svg/>"}, "t")
+    script = re.search(r"<script>(.*)</script>", text, re.S).group(1)
+    uid = re.search(r'id="(icsf-[0-9a-f]+)"', text).group(1)
+    mock = """
+const frames = [0, 1, 2].map(() => ({style: {display: "none"}}));
+const range = {value: "0", listeners: [], addEventListener(kind, fn) { this.listeners.push(fn); }};
+const value = {textContent: ""};
+const document = {getElementById: id => id.endsWith("-range") ? range : value,
+                  getElementsByClassName: cls => frames};
+""" + script + """
+range.value = "1"; range.listeners.forEach(f => f());
+console.log(JSON.stringify({shown: frames.map(f => f.style.display), label: value.textContent}));
+"""
+    js = tmp_path / "slider.js"
+    js.write_text(mock)
+    out = json.loads(subprocess.run(["node", str(js)], capture_output=True, text=True, check=True).stdout)
+    assert out == {"shown": ["none", "block", "none"], "label": "b </script>"}
+    assert uid in text
