@@ -224,6 +224,9 @@ def plot_accuracy_vs_effective_parameters(results, extra=(), ax=None):
     for r in extra:
         ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, marker="x", s=50,
                    color=colours[constraint_of(r)])
+    for con, colour in colours.items():
+        ax.scatter([], [], color=colour, label="no constraint" if con == "none" else f"Lip(F) <= {con[2:]}")
+    ax.legend(fontsize=8)
     ax.set_xlabel("effective parameters (thousands)")
     ax.set_ylabel("test accuracy")
     ax.set_title("dots: grid (size ~ coupling); x: narrower uncoupled net", fontsize=9)
