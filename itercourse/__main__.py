@@ -7,9 +7,12 @@ never with a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+from .io import CorruptFileError, atomic_write_bytes
 
 PROG = "python -m itercourse"
 
@@ -290,8 +293,9 @@ def cmd_digitclutter(args) -> None:
             if i < k:
                 ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
                 ax.set_title("".join(str(d) for d in labels[i].nonzero().flatten().tolist()), fontsize=8)
-        Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.preview, dpi=120, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        atomic_write_bytes(args.preview, buf.getvalue())
         print(f"preview -> {args.preview}")
 
 
@@ -304,7 +308,7 @@ def main(argv=None) -> int:
     _check_flags(parser, args)
     try:
         COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
+    except (ValueError, TypeError, OSError, CorruptFileError) as err:
         # configuration mistakes reach the student as a one-line error, like argparse's own
         parser.subcommands[args.command].exit(2, f"{PROG} {args.command}: error: {err}\n")
     except BrokenPipeError:                        # e.g. `... --list | head`

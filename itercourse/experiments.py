@@ -38,7 +38,7 @@ import torch
 
 from . import __version__
 from .errors import check_choice, check_int, check_positive_int
-from .io import CorruptFileError, atomic_write_json, read_json
+from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
 from .models import ResNetConfig, build_resnet
 from .train import History, TrainConfig, evaluate, resolve_device, train
 
@@ -276,6 +276,7 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     if cached is not None:
         return cached
     path = result_path(cfg, results_dir)
+    ensure_writable_folder(path)                        # fail now, not after hours of training
     if path.exists():                                   # unusable: keep it for inspection, out of the way
         os.replace(path, path.with_suffix(".json.corrupt"))
 

@@ -347,9 +347,6 @@ def test_the_table_is_big_enough():
     assert len({c.id for c in CASES}) == len(CASES), "row ids must be unique"
 
 
-@pytest.mark.xfail(reason="itercourse.experiments.run checks its results folder only when it writes the result, "
-                          "after training; fix: call io.ensure_writable_folder(result_path(...)) before training",
-                   strict=False)
 def test_results_folder_is_checked_before_training(tmp_path, monkeypatch):
     """A results folder that cannot be written fails at once, not after hours of training."""
     experiments = pytest.importorskip(M("experiments"))
@@ -363,15 +360,6 @@ def test_results_folder_is_checked_before_training(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ the command line
-
-PENDING_CLI = pytest.mark.xfail(
-    reason="itercourse.__main__.main turns ValueError/TypeError/FileNotFoundError into a one-line error but not "
-           "other OSErrors (NotADirectoryError, PermissionError) or CorruptFileError: they end in a traceback",
-    strict=False)
-PENDING_RUN_DIR = pytest.mark.xfail(
-    reason="`run` checks --results-dir only after training (itercourse.experiments.run writes at the end)",
-    strict=False)
-
 
 @dataclass(frozen=True)
 class BadCli:
@@ -402,7 +390,7 @@ CLI_CASES = [
     BadCli("run-results-dir-is-a-file",
            lambda t: TINY_RUN + ["--results-dir", str(a_file(t, "results")), "--data-root", str(t / "data"),
                                  "--checkpoint-dir", str(t / "ck")],
-           ("results", "is a file, not a folder"), marks=(PENDING_RUN_DIR, PENDING_CLI)),
+           ("results", "is a file, not a folder")),
     BadCli("sweep-neither-grid-nor-preset", lambda t: ["sweep"], ("GRID/--preset", "exactly one")),
     BadCli("sweep-grid-file-missing", lambda t: ["sweep", str(t / "nope.yaml")], ("GRID", "nope.yaml", "--preset")),
     BadCli("sweep-preset-name", lambda t: ["sweep", "--preset", "cifar"], ("--preset", "'cifar'", "'cifar10'")),
@@ -418,7 +406,7 @@ CLI_CASES = [
     BadCli("digitclutter-without-out", lambda t: ["digitclutter", "--n", "4"], ("--out", "required")),
     BadCli("digitclutter-out-under-a-file",
            lambda t: ["digitclutter", "--n", "4", "--out", str(a_file(t) / "c.npz")],
-           ("c.npz", "is a file, not a folder"), marks=(PENDING_CLI,)),
+           ("c.npz", "is a file, not a folder")),
 ]
 
 
