@@ -19,9 +19,9 @@ PROG = "python -m itercourse"
 MAIN_EPILOG = f"""\
 examples:
   {PROG} run --coupling 0.5 --spectral-coeff 0.9 --epochs 2 --train-size 2000
-  {PROG} sweep --preset smoke --results-dir /tmp/results
+  {PROG} sweep --preset smoke --results-dir scratch/results
   {PROG} sweep --preset digitclutter --workers 2 --threads 1
-  {PROG} report --experiment digitclutter_grid --out /tmp/report
+  {PROG} report --experiment digitclutter_grid --out report
   {PROG} digitclutter --n 1000 --num-digits 3 --out data/clutter.npz --preview clutter.png
 
 run '{PROG} <command> --help' for the flags of one command.
@@ -51,7 +51,7 @@ presets: digitclutter (the book's chapter 7 grid, CPU), digitclutter_equal_param
          mnist, cifar10, cifar100 (chapter 8 grids, sized for one GPU)
 
 examples:
-  {PROG} sweep --preset smoke --results-dir /tmp/results        # seconds
+  {PROG} sweep --preset smoke --results-dir scratch/results        # seconds
   {PROG} sweep --preset digitclutter --workers 2 --threads 1   # the committed grid (~1 h on 2 cores)
   {PROG} sweep grids/cifar10.yaml --device cuda                  # chapter 8 on a GPU
   {PROG} sweep --preset cifar10 --executor submitit --cluster slurm --slurm-partition gpu --gpus 1
