@@ -1,4 +1,4 @@
-"""Training throughput of itercourse.train (fast path) vs a plain PyTorch loop, same model, same run.
+"""Training throughput of itercourse.training (fast path) vs a plain PyTorch loop, same model, same run.
 
 Claim: on a GPU, ``train(..., TrainConfig(fast=True))`` (data resident on the
 device, channels_last, bf16/fp16 autocast, optionally torch.compile) trains
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from itercourse.data import ImageData
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.train import TrainConfig, autocast_dtype, resolve_device, train
+from itercourse.training import TrainConfig, autocast_dtype, resolve_device, train
 
 
 def synthetic(n: int, seed: int = 0) -> ImageData:
@@ -70,7 +70,7 @@ def plain_loop(model, x, y, batch_size: int, device) -> float:
 
 
 def fast_train(model, data, batch_size: int, device, compile_: bool) -> float:
-    """Seconds of training (evaluation excluded) for one epoch of itercourse.train with fast=True."""
+    """Seconds of training (evaluation excluded) for one epoch of itercourse.train() with fast=True."""
     cfg = TrainConfig(epochs=1, batch_size=batch_size, lr=0.05, augment=True, fast=True, compile=compile_,
                       schedule="constant")
     sync(device)
@@ -80,7 +80,7 @@ def fast_train(model, data, batch_size: int, device, compile_: bool) -> float:
     total = time.perf_counter() - t0
     # train() also evaluates the 256 test images once; time that alone and take it off.
     t1 = time.perf_counter()
-    from itercourse.train import evaluate
+    from itercourse.training import evaluate
     evaluate(model, data.loader("test", batch_size=512), device)
     sync(device)
     return total - (time.perf_counter() - t1)

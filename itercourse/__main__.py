@@ -9,10 +9,22 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from dataclasses import replace
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+
+from .blocks import BRANCH_NORMS, UNITS
+from .data import DATASETS
+from .digitclutter import make_digitclutter, save_digitclutter
+from .experiments import ExperimentConfig, is_done, load_results, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
+from .models import ResNetConfig
+from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
+from .sweeps import EXECUTORS, PRESETS, grid_yaml, load_grid, sweep
+from .viz.plots import plot_indices, plot_vs_coupling
+from .training import TrainConfig
 
 PROG = "python -m itercourse"
 
@@ -53,7 +65,9 @@ presets: digitclutter (the book's chapter 7 grid, CPU), digitclutter_equal_param
 examples:
   {PROG} sweep --preset smoke --results-dir scratch/results        # seconds
   {PROG} sweep --preset digitclutter --workers 2 --threads 1   # the committed grid (~1 h on 2 cores)
-  {PROG} sweep grids/cifar10.yaml --device cuda                  # chapter 8 on a GPU
+  {PROG} sweep --preset cifar10 --device cuda                     # chapter 8 on a GPU
+  {PROG} sweep --preset cifar10 --dump > my_grid.yaml             # a preset as a file to edit
+  {PROG} sweep my_grid.yaml --device cuda                         # ... and run
   {PROG} sweep --preset cifar10 --executor submitit --cluster slurm --slurm-partition gpu --gpus 1
   {PROG} sweep --preset smoke --list                             # show the configs, run nothing
 
@@ -79,9 +93,8 @@ def _formatter(prog):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .blocks import BRANCH_NORMS, UNITS
-    from .experiments import DATASETS, EXECUTORS, PRESETS
-
+    book = PRESETS["digitclutter"]()          # `run` defaults: one point of chapter 7's grid
+    m, t = book["model"], book["train"]
     p = argparse.ArgumentParser(prog=PROG, formatter_class=_formatter, epilog=MAIN_EPILOG,
                                 description="Residual networks as iterative, convergent computation: "
                                             "train, sweep, report, generate data.")
@@ -101,27 +114,29 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train one ResNet, evaluate it, compute the three indices and save the result.")
     r.add_argument("--experiment", default="scratch", help="results subfolder (default: scratch)")
     r.add_argument("--dataset", default="digitclutter", choices=DATASETS, help="default: digitclutter")
-    r.add_argument("--train-size", type=int, default=12_000, help="training images (default: 12000)")
-    r.add_argument("--test-size", type=int, default=2_000, help="test images (default: 2000)")
+    r.add_argument("--train-size", type=int, default=book["train_size"],
+                   help=f"training images (default: {book['train_size']})")
+    r.add_argument("--test-size", type=int, default=book["test_size"],
+                   help=f"test images (default: {book['test_size']})")
     r.add_argument("--num-digits", type=int, default=None, help="digits per Digitclutter image (default: 3)")
     r.add_argument("--depth", type=int, default=None,
                    help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
-    r.add_argument("--widths", type=int, nargs="+", default=[8, 16, 32], metavar="W",
-                   help="channels per stage (default: 8 16 32)")
-    r.add_argument("--blocks", type=int, nargs="+", default=[4, 4, 4], metavar="N",
-                   help="same-shape blocks per stage (default: 4 4 4)")
+    r.add_argument("--widths", type=int, nargs="+", default=m["widths"], metavar="W",
+                   help=f"channels per stage (default: {' '.join(map(str, m['widths']))})")
+    r.add_argument("--blocks", type=int, nargs="+", default=m["blocks"], metavar="N",
+                   help=f"same-shape blocks per stage (default: {' '.join(map(str, m['blocks']))})")
     r.add_argument("--unit", default="preact", choices=UNITS, help="residual unit (default: preact)")
-    r.add_argument("--branch-norm", default="none", choices=BRANCH_NORMS,
-                   help="batch norm in the branches (default: none; --spectral-coeff needs none)")
+    r.add_argument("--branch-norm", default=m["branch_norm"], choices=BRANCH_NORMS,
+                   help=f"batch norm in the branches (default: {m['branch_norm']}; --spectral-coeff needs none)")
     r.add_argument("--coupling", type=float, default=None,
                    help="soft gradient coupling strength in [0, 1] (default: off)")
     r.add_argument("--identical-init", action="store_true",
                    help="start every block of a stage from the same weights (default: on when coupling > 0)")
     r.add_argument("--spectral-coeff", type=float, default=None,
                    help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: none)")
-    r.add_argument("--epochs", type=int, default=5, help="default: 5")
-    r.add_argument("--batch-size", type=int, default=128, help="default: 128")
-    r.add_argument("--lr", type=float, default=0.1, help="peak learning rate (default: 0.1)")
+    r.add_argument("--epochs", type=int, default=t["epochs"], help=f"default: {t['epochs']}")
+    r.add_argument("--batch-size", type=int, default=t["batch_size"], help=f"default: {t['batch_size']}")
+    r.add_argument("--lr", type=float, default=t["lr"], help=f"peak learning rate (default: {t['lr']:g})")
     r.add_argument("--no-fast", action="store_true", help="plain fp32 NCHW training (no autocast, no channels_last)")
     r.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
     common(r)
@@ -129,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sweep", help="run a grid of configurations, resuming where it stopped",
                        formatter_class=_formatter, epilog=SWEEP_EPILOG,
                        description="Run every configuration of a grid (YAML file or preset) that has no result yet.")
-    s.add_argument("grid", nargs="?", default=None, help="a grid YAML file (see grids/*.yaml)")
+    s.add_argument("grid", nargs="?", default=None, help="a grid YAML file (e.g. from --preset NAME --dump)")
     s.add_argument("--preset", choices=sorted(PRESETS), default=None, help="a built-in grid instead of a file")
     s.add_argument("--executor", choices=EXECUTORS, default="local", help="default: local")
     s.add_argument("--workers", type=int, default=1, help="local executor: parallel processes (default: 1)")
@@ -166,46 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _check_flags(parser, args) -> None:
-    """Range checks argparse cannot express, reported as 'argument --flag: ...'."""
-    sub = parser.subcommands[args.command]          # errors show the subcommand's usage line
+    """What only the command line can get wrong (the configs check every value themselves)."""
+    if args.command == "sweep" and (args.grid is None) == (args.preset is None):
+        parser.subcommands["sweep"].error("argument GRID/--preset: give exactly one: a grid YAML file or "
+                                          "--preset NAME")
 
-    def need(ok, flag, msg):
-        if not ok:
-            sub.error(f"argument {flag}: {msg}")
 
-    if args.command == "run":
-        for flag in ("train_size", "test_size", "epochs", "batch_size"):
-            need(getattr(args, flag) >= 1, "--" + flag.replace("_", "-"),
-                 f"invalid value {getattr(args, flag)}; must be an integer >= 1")
-        need(args.seed >= 0, "--seed", f"invalid value {args.seed}; must be an integer >= 0")
-        need(args.lr > 0, "--lr", f"invalid value {args.lr}; must be > 0")
-        if args.coupling is not None:
-            need(0.0 <= args.coupling <= 1.0, "--coupling", f"invalid value {args.coupling}; must be in [0, 1]")
-        if args.spectral_coeff is not None:
-            need(args.spectral_coeff > 0, "--spectral-coeff", f"invalid value {args.spectral_coeff}; must be > 0")
-            need(args.branch_norm == "none", "--spectral-coeff",
-                 "needs --branch-norm none (batch norm in a branch has no Lipschitz bound)")
-        if args.depth is not None:
-            need(args.depth >= 8 and (args.depth - 2) % 6 == 0, "--depth",
-                 f"invalid value {args.depth}; allowed: 6m+2 with m >= 1, e.g. 20, 56, 110")
-        need(all(w >= 1 for w in args.widths), "--widths", f"invalid values {args.widths}; must be integers >= 1")
-        need(all(b >= 1 for b in args.blocks), "--blocks", f"invalid values {args.blocks}; must be integers >= 1")
-        if args.num_digits is not None:
-            need(1 <= args.num_digits <= 10, "--num-digits", f"invalid value {args.num_digits}; allowed: 1..10")
-    if args.command == "sweep":
-        need((args.grid is None) != (args.preset is None), "GRID/--preset",
-             "give exactly one: a grid YAML file or --preset NAME")
-        need(args.workers >= 1, "--workers", f"invalid value {args.workers}; must be an integer >= 1")
-        if args.grid is not None:
-            need(Path(args.grid).is_file(), "GRID", f"no such file {args.grid!r}; try --preset digitclutter or "
-                                                     "one of grids/*.yaml")
-    if args.command in ("run", "sweep") and args.threads is not None:
-        need(args.threads >= 1, "--threads", f"invalid value {args.threads}; must be an integer >= 1")
-    if args.command == "digitclutter":
-        need(args.n >= 1, "--n", f"invalid value {args.n}; must be an integer >= 1")
-        need(1 <= args.num_digits <= 10, "--num-digits", f"invalid value {args.num_digits}; allowed: 1..10")
-        need(args.size >= 8, "--size", f"invalid value {args.size}; must be an integer >= 8")
-        need(args.seed >= 0, "--seed", f"invalid value {args.seed}; must be an integer >= 0")
+def _as_flag(sub, message: str) -> str:
+    """A config's error ``name=value ...`` as argparse words it: ``argument --name: name=value ...``."""
+    flag = "--" + message.split("=", 1)[0].replace("_", "-")
+    return f"argument {flag}: {message}" if "=" in message and flag in sub._option_string_actions else message
 
 
 def _device(args):
@@ -213,11 +198,6 @@ def _device(args):
 
 
 def cmd_run(args) -> None:
-    import torch
-    from .experiments import ExperimentConfig, result_path, run
-    from .models import ResNetConfig
-    from .train import TrainConfig
-
     if args.threads:
         torch.set_num_threads(args.threads)
     channels = {"mnist": 1, "digitclutter": 1}.get(args.dataset, 3)
@@ -243,9 +223,6 @@ def cmd_run(args) -> None:
 
 
 def cmd_sweep(args) -> None:
-    import torch
-    from .experiments import grid_yaml, is_done, load_grid, sweep
-
     if args.dump:
         if args.preset is None:
             raise ValueError("argument --dump: needs --preset NAME")
@@ -269,23 +246,51 @@ def cmd_sweep(args) -> None:
     print(f"{len(results)} results in {Path(args.results_dir) / configs[0].experiment}")
 
 
+def write_report(experiment: str, results_dir="results", out_dir="report") -> list[Path]:
+    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths."""
+    matplotlib.use("Agg")
+    results = load_results(experiment, results_dir)
+    if not results:
+        raise FileNotFoundError(f"no results in {str(Path(results_dir) / experiment)!r}; run "
+                                f"'python -m itercourse sweep --preset ...' first, or pass --results-dir")
+    out = Path(out_dir)
+    paths = []
+
+    def save(fig, name):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
+        plt.close(fig)
+        paths.append(atomic_write_bytes(out / name, buf.getvalue()))
+
+    ax = plot_vs_coupling(results, "final_test_acc", title=f"{experiment}: test accuracy", ylabel="test accuracy")
+    save(ax.figure, "accuracy.png")
+    save(plot_indices(results), "indices.png")
+    cfg = results[0].config
+    seeds = sorted({r.config.seed for r in results})
+    text = [f"# {experiment}", "",
+            f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
+            f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
+            "", "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
+            "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
+    if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
+        text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
+    paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
+    return paths
+
+
 def cmd_report(args) -> None:
-    from .report import write_report
     paths = write_report(args.experiment, args.results_dir, args.out)
     for p in paths:
         print(p)
 
 
 def cmd_digitclutter(args) -> None:
-    from .digitclutter import make_digitclutter, save_digitclutter
     images, labels = make_digitclutter(args.n, args.num_digits, size=args.size, seed=args.seed, debris=args.debris)
     save_digitclutter(args.out, images.numpy(), labels.numpy(), n=args.n, num_digits=args.num_digits,
                       size=args.size, seed=args.seed, debris=args.debris)
     print(f"{args.n} images ({args.num_digits} digits, {args.size}x{args.size}) -> {args.out}")
     if args.preview:
-        import matplotlib
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
         k = min(16, args.n)
         fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(k * 0.6, 2.6), squeeze=False)
         for i, ax in enumerate(axes.flat):
@@ -310,7 +315,8 @@ def main(argv=None) -> int:
         COMMANDS[args.command](args)
     except (ValueError, TypeError, OSError, CorruptFileError) as err:
         # configuration mistakes reach the student as a one-line error, like argparse's own
-        parser.subcommands[args.command].exit(2, f"{PROG} {args.command}: error: {err}\n")
+        sub = parser.subcommands[args.command]
+        sub.exit(2, f"{PROG} {args.command}: error: {_as_flag(sub, str(err))}\n")
     except BrokenPipeError:                        # e.g. `... --list | head`
         sys.stderr.close()
     return 0

@@ -20,7 +20,7 @@ and the group's mean gradient:
 
 Source: Lippl, Peters & Kriegeskorte 2021 (soft gradient coupling); the exact
 rule of the paper was not available to us, this is the natural reading of its
-description (see REFERENCE.md). Only parameters are coupled: batch-norm
+description in the abstract. Only parameters are coupled: batch-norm
 *running statistics* are buffers, so at ``lam = 1`` each step keeps its own
 statistics (Jastrzębski et al. 2018's "unshared" statistics).
 
@@ -31,7 +31,6 @@ each stage are from being identical.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -316,54 +315,3 @@ def block_similarity(model: nn.Module, stage: int, include_norm: bool = True) ->
     w = torch.cat([torch.stack([p.detach().reshape(-1) for p in g.params]).double() for g in groups], 1)  # (n, D)
     w = w / w.norm(dim=1, keepdim=True).clamp_min(1e-30)
     return (w @ w.T).float()
-
-
-def deviation_decay(cfg, total_steps: int) -> float:
-    """Factor by which training at strength 1 shrinks the differences between blocks: ``D_T = c * D_0``.
-
-    At ``lam = 1`` the deviations ``D_i = W_i - W_bar`` get no gradient, only
-    weight decay ``omega``, through SGD with momentum ``mu`` (torch's rule,
-    dampening 0) and the learning rates ``eta_t`` of ``cfg``'s schedule:
-
-        b <- mu b + omega D,    D <- D - eta_t b        (so roughly c ~ exp(-omega sum_t eta_t / (1 - mu)))
-
-    The recurrence is linear, so one scalar run of it gives ``c`` exactly.
-    ``cfg`` is a :class:`itercourse.train.TrainConfig`; ``total_steps`` the number of SGD steps.
-    """
-    from .errors import check_positive_int
-    from .train import learning_rate
-    check_positive_int("total_steps", total_steps)
-    d, b = 1.0, 0.0
-    for t in range(total_steps):
-        b = cfg.momentum * b + cfg.weight_decay * d
-        d -= learning_rate(cfg, t, total_steps) * b
-    return d
-
-
-# ------------------------------------------------------------------ one point of the dial, trained
-
-def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, identical_init: bool = True,
-                   seed: int = 0, progress: bool = False) -> dict:
-    """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
-
-    Returns the config, per-epoch history, final ``block_spread`` (conv
-    weights and all parameters), ``block_difference``, the last stage's block
-    similarity matrix (conv weights), ``effective_parameters``,
-    ``count_parameters`` and wall time.
-    """
-    from dataclasses import asdict, replace
-
-    from .models import build_resnet, count_parameters
-    from .train import TrainConfig, train
-    train_cfg = TrainConfig() if train_cfg is None else train_cfg
-    train_cfg = replace(train_cfg, coupling=strength, identical_init=identical_init, seed=seed)
-    model = build_resnet(model_cfg, seed=seed)
-    t0 = time.perf_counter()
-    history = train(model, data, train_cfg, progress=progress)
-    return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
-            "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
-            "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
-            "max_difference": block_difference(model),
-            "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
-            "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
-            "seconds": time.perf_counter() - t0}

@@ -1,4 +1,4 @@
-"""Experiments: one config -> one cached result file; a grid of configs -> a resumable sweep.
+"""Experiments: one config -> one cached result file, and one uncached training run on the coupling dial.
 
 An experiment is everything that decides a number in the book: the dataset
 and its sizes, the model (``ResNetConfig``), the training recipe
@@ -13,18 +13,15 @@ so the id is the same in every process, on every machine and for every
 (atomically, with a checksum) and returns that file's ``Result`` the next
 time it is asked; a corrupt or truncated file is reported and recomputed,
 never used. Training checkpoints every epoch, so a killed run resumes.
-``sweep(configs)`` runs a grid locally or through submitit (SLURM job arrays),
-skipping every config whose result already verifies.
+Grids of configs, their presets and ``sweep`` live in :mod:`itercourse.sweeps`.
 
 Pattern: results cached by a hash of their config (uvadlc notebooks);
 results carry their config and code version (cifar10-airbench).
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import platform
@@ -37,13 +34,15 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .coupling import block_difference, block_similarity, block_spread, effective_parameters
+from .data import DATASETS, load_dataset
 from .errors import check_choice, check_int, check_positive_int
+from .indices import iterative_convergence_indices, recurrence_index
 from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
-from .models import ResNetConfig, build_resnet
-from .train import History, TrainConfig, evaluate, resolve_device, train
+from .lipschitz import branch_lipschitz_report
+from .models import ResNetConfig, build_resnet, count_parameters
+from .training import History, TrainConfig, evaluate, resolve_device, train
 
-EXECUTORS = ("local", "submitit")
-DATASETS = ("digitclutter", "mnist", "cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -89,9 +88,6 @@ class ExperimentConfig:
     def id(self) -> str:
         """First 12 hex digits of the SHA-256 of the canonical JSON of ``asdict(self)``."""
         return config_hash(self)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ExperimentConfig":
@@ -280,9 +276,6 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     if path.exists():                                   # unusable: keep it for inspection, out of the way
         os.replace(path, path.with_suffix(".json.corrupt"))
 
-    from .data import load_dataset
-    from .indices import iterative_convergence_indices, recurrence_index
-
     t0 = time.perf_counter()
     device = resolve_device(device)
     data = load_dataset(cfg.dataset, data_root, train_size=cfg.train_size, test_size=cfg.test_size,
@@ -333,8 +326,6 @@ def _jsonable(v):
 
 def _parameter_counts(model) -> dict:
     """Distinct parameters, effective parameters and per-stage block spread (coupling.py's definitions)."""
-    from .coupling import block_spread, effective_parameters
-    from .models import count_parameters
     out = {"parameters": count_parameters(model)}
     try:
         out["effective_parameters"] = float(effective_parameters(model))
@@ -346,7 +337,6 @@ def _parameter_counts(model) -> dict:
 
 def _lipschitz(model, data, n: int = 32) -> dict:
     """Per block: the certified bound on Lip(F) and a Jacobian estimate at real inputs (lipschitz.py)."""
-    from .lipschitz import branch_lipschitz_report
     try:
         x = next(iter(data.loader("test", batch_size=n)))[0]
         return {"lipschitz": _jsonable(branch_lipschitz_report(model, x, n_iter=20))}
@@ -355,216 +345,27 @@ def _lipschitz(model, data, n: int = 32) -> dict:
         return {}
 
 
-# ---------------------------------------------------------------- grids
+# ---------------------------------------------------------------- one point of the coupling dial
 
-def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
-    """Every combination of the ``grid`` values applied to the ``base`` config dict.
+def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, identical_init: bool = True,
+                   seed: int = 0, progress: bool = False) -> dict:
+    """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
 
-    Grid keys name a field: ``coupling`` / ``spectral_coeff`` / ``seed`` (the
-    three of the book's grid), or any dotted path ``model.X`` / ``train.X`` /
-    top-level ``X``. The first key varies slowest, so with ``seed`` first a
-    sweep finishes every cell of seed 0 before it starts seed 1 (a stopped
-    sweep then leaves whole replicates). ``train.identical_init: "coupled"``
-    in ``base`` means True exactly when coupling > 0.
+    Chapter 4's uncached run (the grids of chapters 6-8 go through :func:`run`).
+    Returns the config, per-epoch history, final ``block_spread`` (conv
+    weights and all parameters), ``block_difference``, the last stage's block
+    similarity matrix (conv weights), ``effective_parameters``,
+    ``count_parameters`` and wall time.
     """
-    if not isinstance(grid, dict):
-        raise TypeError(f"grid={grid!r} must be a mapping from field name to a list of values")
-    keys = list(grid)
-    for k in keys:
-        if not isinstance(grid[k], (list, tuple)) or len(grid[k]) == 0:
-            raise ValueError(f"grid[{k!r}]={grid[k]!r} must be a non-empty list of values")
-    configs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        d = copy.deepcopy(base)
-        d.setdefault("model", {})
-        d.setdefault("train", {})
-        for k, v in zip(keys, values):
-            _set_path(d, _GRID_ALIASES.get(k, k), v)
-        if d["train"].get("identical_init") == "coupled":
-            d["train"]["identical_init"] = bool(d["train"].get("coupling") or 0)
-        configs.append(ExperimentConfig.from_dict(d))
-    return configs
-
-
-_GRID_ALIASES = {"coupling": "train.coupling", "spectral_coeff": "model.spectral_coeff"}
-
-
-def _set_path(d: dict, dotted: str, value):
-    parts = dotted.split(".")
-    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("model", "train")):
-        raise ValueError(f"grid key {dotted!r} must be a top-level field, 'model.<field>' or 'train.<field>'")
-    target = d[parts[0]] if len(parts) == 2 else d
-    target[parts[-1]] = value
-
-
-def load_grid(spec) -> list[ExperimentConfig]:
-    """Configs of a grid given as a dict ``{base..., grid: {...}}``, a YAML path, or a preset name."""
-    if isinstance(spec, str) and spec in PRESETS:
-        spec = PRESETS[spec]()
-    elif isinstance(spec, (str, os.PathLike)):
-        import yaml
-        path = Path(spec)
-        if not path.exists():
-            raise FileNotFoundError(f"grid file {str(path)!r} does not exist; presets: {sorted(PRESETS)}")
-        spec = yaml.safe_load(path.read_text())
-    if not isinstance(spec, dict) or "grid" not in spec:
-        raise ValueError("a grid must be a mapping with the base config fields and a 'grid' mapping, e.g. "
-                         "{experiment: ..., model: {...}, train: {...}, grid: {coupling: [0, 1], seed: [0, 1]}}")
-    base = {k: v for k, v in spec.items() if k not in ("grid", "description")}
-    return expand_grid(base, spec["grid"])
-
-
-def grid_yaml(name: str) -> str:
-    """A preset as YAML text (what ``grids/<name>.yaml`` holds)."""
-    import yaml
-    spec = PRESETS[name]()
-    head = f"# {spec.get('description', name)}\n# Generated from itercourse.experiments.PRESETS[{name!r}].\n"
-    return head + yaml.safe_dump({k: v for k, v in spec.items() if k != "description"}, sort_keys=False)
-
-
-def _book_grid(values=None) -> dict:
-    return {"seed": [0, 1], "spectral_coeff": [None, 0.9], "coupling": [0.0, 0.25, 0.5, 0.75, 1.0],
-            **(values or {})}
-
-
-def _preset_digitclutter() -> dict:
-    # Scale chosen from a measured pilot on this 2-core machine: ~25-55 s per epoch of 12k images
-    # (1 thread, bf16 autocast, other jobs sharing the cores); 3-digit exact-set accuracy ~0.3 after 4 epochs.
-    return {
-        "description": "Chapter 7: Digitclutter, coupling x Lipschitz constraint x seeds, sized for 2 CPU cores",
-        "experiment": "digitclutter_grid", "dataset": "digitclutter",
-        "train_size": 12_000, "test_size": 2_000, "data_seed": 0, "index_size": 1_000,
-        "model": {"in_channels": 1, "num_classes": 10, "widths": [8, 16, 32], "blocks": [4, 4, 4],
-                  "branch_norm": "none", "spectral_flavour": "operator"},
-        "train": {"epochs": 5, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "schedule": "cosine",
-                  "augment": False, "identical_init": "coupled", "fast": True},
-        "grid": _book_grid(),
-    }
-
-
-def _preset_equal_params() -> dict:
-    # Chapter 7's "equal effective number of parameters" comparison: an ordinary (uncoupled) ResNet of the
-    # grid's depth, narrowed so that its parameter count (45,095) matches the effective parameter count of
-    # the fully coupled grid network (42,578 = its distinct weights); same data and recipe as the grid.
-    spec = _preset_digitclutter()
-    spec.update(description="Chapter 7: an uncoupled ResNet with as many parameters as the recurrent one has "
-                            "effective parameters", experiment="digitclutter_equal_params")
-    spec["model"] = {**spec["model"], "widths": [5, 10, 20]}
-    spec["grid"] = {"seed": [0, 1], "spectral_coeff": [None, 0.9], "coupling": [0.0]}
-    return spec
-
-
-def _preset_smoke() -> dict:
-    return {
-        "description": "A seconds-long grid that exercises every code path (not a result)",
-        "experiment": "smoke_grid", "dataset": "digitclutter",
-        "train_size": 256, "test_size": 128, "data_seed": 0, "index_size": 64,
-        "model": {"in_channels": 1, "num_classes": 10, "widths": [4, 8], "blocks": [2, 2],
-                  "branch_norm": "none"},
-        "train": {"epochs": 1, "batch_size": 64, "lr": 0.05, "augment": False, "identical_init": "coupled",
-                  "fast": False},
-        "grid": {"seed": [0], "spectral_coeff": [None, 0.9], "coupling": [0.0, 1.0]},
-    }
-
-
-def _preset_gpu(dataset: str) -> dict:
-    classes = 100 if dataset == "cifar100" else 10
-    channels = 1 if dataset == "mnist" else 3
-    return {
-        "description": f"Chapter 8: {dataset} on one GPU, coupling x Lipschitz constraint x seeds (ResNet-20-like)",
-        "experiment": f"{dataset}_grid", "dataset": dataset,
-        "train_size": None, "test_size": None, "data_seed": 0, "index_size": 2_000,
-        "model": {"in_channels": channels, "num_classes": classes, "widths": [16, 32, 64], "blocks": [3, 3, 3],
-                  "branch_norm": "none"},
-        "train": {"epochs": 15 if dataset == "mnist" else 30, "batch_size": 128, "lr": 0.05,
-                  "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "identical_init": "coupled",
-                  "fast": True},
-        "grid": _book_grid({"seed": [0, 1, 2]}),
-    }
-
-
-PRESETS = {
-    "digitclutter": _preset_digitclutter,
-    "digitclutter_equal_params": _preset_equal_params,
-    "smoke": _preset_smoke,
-    "mnist": lambda: _preset_gpu("mnist"),
-    "cifar10": lambda: _preset_gpu("cifar10"),
-    "cifar100": lambda: _preset_gpu("cifar100"),
-}
-
-
-# ---------------------------------------------------------------- sweeps
-
-def _run_job(cfg_dict: dict, results_dir: str, checkpoint_dir: str, device, data_root: str,
-             threads: int | None) -> dict:
-    """One grid point in a worker process (local pool or submitit job); returns the result as JSON."""
-    if threads is not None:
-        torch.set_num_threads(threads)
-    cfg = ExperimentConfig.from_dict(cfg_dict)
-    return run(cfg, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False,
-               log=lambda *a: None).to_json()
-
-
-def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint_dir="checkpoints",
-          device=None, data_root="data", workers: int = 1, threads: int | None = None,
-          cluster: str | None = None, submitit_folder="submitit_logs", slurm: dict | None = None,
-          progress: bool = True, log=print) -> list[Result]:
-    """Run every config of a grid that has no verified result yet; return all results in grid order.
-
-    ``executor="local"``: in this process (``workers=1``) or in ``workers``
-    spawned processes, each using ``threads`` torch threads.
-    ``executor="submitit"``: one job per pending config, submitted as a
-    SLURM job array through ``submitit.AutoExecutor(cluster=cluster)``
-    (``cluster="local"`` runs them as local processes, ``"debug"`` in this
-    one); ``slurm`` holds executor parameters such as
-    ``{"timeout_min": 60, "slurm_partition": "gpu", "gpus_per_node": 1}``.
-    A sweep that stopped half-way resumes: done configs are loaded, not rerun.
-    """
-    from tqdm.auto import tqdm
-
-    configs = list(configs)
-    for c in configs:
-        if not isinstance(c, ExperimentConfig):
-            raise TypeError(f"configs must be ExperimentConfig objects; got {c!r}")
-    check_choice("executor", executor, EXECUTORS)
-    check_positive_int("workers", workers)
-    if len({c.id for c in configs}) != len(configs):
-        raise ValueError("configs contains duplicates (two configs with the same id)")
-    pending = [c for c in configs if not is_done(c, results_dir)]
-    bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc="grid", disable=not progress)
-    args = lambda c: (asdict(c), str(results_dir), str(checkpoint_dir), device, str(data_root), threads)
-
-    if executor == "submitit" and pending:
-        import submitit
-        ex = submitit.AutoExecutor(folder=str(submitit_folder), cluster=cluster)
-        params = {"timeout_min": 60, **(slurm or {})}
-        if ex.cluster == "slurm":
-            params.setdefault("slurm_array_parallelism", 32)
-        ex.update_parameters(**params)
-        with ex.batch():                              # one SLURM job array for the whole batch
-            jobs = [ex.submit(_run_job, *args(c)) for c in pending]
-        for job in jobs:
-            job.result()                              # re-raises a job's exception with its traceback
-            bar.update(1)
-    elif workers == 1 or len(pending) <= 1:
-        for c in pending:
-            bar.set_postfix_str(c.label())
-            if threads is not None:
-                torch.set_num_threads(threads)
-            run(c, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False, log=log)
-            bar.update(1)
-    elif pending:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_run_job, *args(c)): c for c in pending}
-            for fut in as_completed(futures):
-                fut.result()
-                bar.set_postfix_str(futures[fut].label())
-                bar.update(1)
-    bar.close()
-    results = [load_result(c, results_dir) for c in configs]
-    missing = [c.label() for c, r in zip(configs, results) if r is None]
-    if missing:
-        raise RuntimeError(f"{len(missing)} configs finished without a verified result: {missing}")
-    return results
+    train_cfg = TrainConfig() if train_cfg is None else train_cfg
+    train_cfg = replace(train_cfg, coupling=strength, identical_init=identical_init, seed=seed)
+    model = build_resnet(model_cfg, seed=seed)
+    t0 = time.perf_counter()
+    history = train(model, data, train_cfg, progress=progress)
+    return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
+            "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
+            "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
+            "max_difference": block_difference(model),
+            "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
+            "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
+            "seconds": time.perf_counter() - t0}

@@ -50,7 +50,6 @@ Sec. 4.3-4.4). Validated on systems with known answers in ``itercourse.toys``.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections import Counter
@@ -59,7 +58,7 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int
-from .train import correct_mask, task_loss
+from .training import correct_mask, task_loss
 
 KINDS = ("state", "performance")
 DEPTH_FACTORS = (2, 4)   # extra iterations: the stage is run at 2x and 4x its trained depth
@@ -70,26 +69,6 @@ SETTLED = 1e-6           # relative update size at float32 precision: the stream
 
 
 # ---------------------------------------------------------------- checks and helpers
-
-def _check_model(model) -> None:
-    for attr in ("stem", "stages", "readout"):
-        if not hasattr(model, attr):
-            raise TypeError(f"model={type(model).__name__} has no .{attr}; the indices need a model with "
-                            "stem, stages (each with .enter and .blocks) and readout, like itercourse.models.ResNet")
-    for s, stage in enumerate(model.stages):
-        if not hasattr(stage, "blocks") or not hasattr(stage, "enter"):
-            raise TypeError(f"model.stages[{s}] has no .blocks/.enter; build stages with itercourse.models.Stage")
-        if len(stage.blocks) == 0:
-            raise ValueError(f"model.stages[{s}] has 0 blocks; every stage needs at least one block")
-
-
-def _device(model, device) -> torch.device:
-    if device is not None:
-        return torch.device(device)
-    for t in itertools.chain(model.parameters(), model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
 
 def _check_factors(depth_factors) -> tuple:
     if isinstance(depth_factors, Integral):
@@ -180,25 +159,17 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
              max_pairs: int | None = MAX_PAIRS, depth_factors=DEPTH_FACTORS, seed: int = 0, device=None,
              chance: float | None = None) -> dict:
     """Accumulate everything the indices need in one pass, reusing each batch's block-boundary states."""
-    _check_model(model)
+    check_model(model, every_stage=True)
     check_choice("kind", kind, KINDS)
     if max_pairs is not None:
         check_int("max_pairs", max_pairs, minimum=1)
     check_int("seed", seed, minimum=0)
     factors = _check_factors(depth_factors)
-    device = _device(model, device)
+    device = device_of(model, device)
     stages = list(model.stages)
     ns = [len(st.blocks) for st in stages]
     F = factors[-1]
     pairs = [sample_pairs(n, max_pairs, seed + 7919 * s) if recurrence else [] for s, n in enumerate(ns)]
-
-    def finish(s: int, i: int, h: torch.Tensor) -> torch.Tensor:
-        """Logits from state h before block i of stage s: blocks i..n-1, the later stages, the readout."""
-        for blk in stages[s].blocks[i:]:
-            h = blk(h)
-        for st in stages[s + 1:]:
-            h = st(h)
-        return model.readout(h)
 
     # Sums over examples, kept as float64 tensors on the device (one transfer at the end).
     zero = lambda: torch.zeros((), dtype=torch.float64, device=device)   # noqa: E731
@@ -210,24 +181,18 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     state_sq = [[zero() for _ in range(F * n)] for n in ns]       # ||h_t||^2
     deep = [[zero() for _ in factors] for _ in ns]                # correct count at depth f n, per factor
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             score = _Scorer(y)
             labels.append(y)
             # The base pass: every stage's states h_0 .. h_n, kept for reuse (cost: one forward).
-            h, states = model.stem(x), []
-            for s, st in enumerate(stages):
-                hs = [st.enter(h)]
-                for blk in st.blocks:
-                    hs.append(blk(hs[-1]))                        # h_{i+1} = B_i(h_i)
+            states = stage_states(model, x)
+            for s, hs in enumerate(states):
                 if not all(bool(torch.isfinite(t).all()) for t in hs):
                     raise ValueError(f"the residual stream of stage {s} is not finite at the trained depth "
                                      "(inf or NaN in the model's own forward pass); the indices need a working model")
-                states.append(hs)
-                h = hs[-1]
+            h = states[-1][-1]
             loss, correct = score(model.readout(h))
             base[0] += loss
             base[1] += correct
@@ -243,9 +208,9 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                         acc[1] += _sq(steps[i]) + _sq(d_ij)
                 elif recurrence:                                  # performance: run the rest of the net
                     for i in drop[s]:
-                        drop[s][i] += score(finish(s, i + 1, hs[i]))[0]            # slot i left empty
+                        drop[s][i] += score(finish(model, hs[i], s, i + 1))[0]            # slot i left empty
                     for (i, j), acc in rec[s].items():
-                        acc[0] += score(finish(s, i + 1, st.blocks[j](hs[i])))[0]   # block j in slot i
+                        acc[0] += score(finish(model, st.blocks[j](hs[i]), s, i + 1))[0]   # block j in slot i
                 if iteration:
                     for t in range(n):                            # the trained steps
                         step_sq[s][t] += _sq(steps[t])
@@ -257,9 +222,7 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                         state_sq[s][t] += _sq(h)
                         h = h_next
                         if t + 1 in marks:
-                            deep[s][marks[t + 1]] += score(finish(s, n, h))[1]
-    finally:
-        model.train(was_training)
+                            deep[s][marks[t + 1]] += score(finish(model, h, s, n))[1]
     if n_seen == 0:
         raise ValueError("loader yielded no batches; the indices need at least one batch of (x, y)")
 

@@ -38,169 +38,20 @@ each relative step, ``||F(h)|| <= ||F(0)|| + c ||h||``.
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as Fn
 from torch import nn
 from torch.nn.utils import parametrize
 
 from .errors import check_choice, check_positive, check_positive_int
+from .fixedpoint import FixedPointResult, fixed_point_iteration
+from .opnorm import conv_adjoint, conv_apply, conv_geometry, conv_operator_norm, unit_vectors
+from .walk import eval_mode, stage_states, unrolled
 
 FLAVOURS = ("operator", "reshaped")
 _UNIT_LIP = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Identity, nn.Dropout)  # 1-Lipschitz (LeakyReLU if |slope| <= 1)
 _ATOMIC = (nn.Conv2d, nn.Linear, nn.BatchNorm2d) + _UNIT_LIP
-
-
-# ---------------------------------------------------------------------------------------------
-# The operator norm of a convolution
-# ---------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True, eq=False)
-class ConvGeometry:
-    """Everything but the weight that defines the linear map a Conv2d applies (bias excluded)."""
-
-    in_shape: tuple      # (C_in, H, W) of one input feature map
-    out_shape: tuple     # (C_out, H_out, W_out) it produces
-    stride: tuple        # (s_h, s_w)
-    dilation: tuple      # (d_h, d_w)
-    groups: int          # channel groups
-    pad: tuple           # (left, right, top, bottom), as F.pad takes it
-    mode: str            # F.pad mode: "constant" (zeros), "circular", "reflect" or "replicate"
-    out_pad: tuple       # output_padding that makes conv_transpose2d return exactly in_shape
-    source: torch.Tensor | None = None  # non-zero padding: padded pixel j copies input pixel source[j]
-
-
-def conv_geometry(conv: nn.Conv2d, input_shape) -> ConvGeometry:
-    """The geometry of ``conv`` on inputs of shape ``input_shape = (C, H, W)``, with checks."""
-    if not isinstance(conv, nn.Conv2d):
-        raise TypeError(f"conv={type(conv).__name__} is not supported; pass a torch.nn.Conv2d")
-    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list, torch.Size)) else None
-    if shape is None or len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
-        raise ValueError(f"input_shape={input_shape!r} must be (C, H, W): three positive integers")
-    if shape[0] != conv.in_channels:
-        raise ValueError(f"input_shape={shape!r} has {shape[0]} channels but the layer expects "
-                         f"in_channels={conv.in_channels}; use input_shape=({conv.in_channels}, H, W)")
-    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-    pad = tuple(int(p) for p in conv._reversed_padding_repeated_twice)
-    probe = torch.zeros(1, *shape, dtype=conv.weight.dtype, device=conv.weight.device)
-    try:
-        padded = Fn.pad(probe, pad, mode) if any(pad) else probe
-        out = Fn.conv2d(padded, conv.weight.detach(), None, conv.stride, 0, conv.dilation, conv.groups)
-    except RuntimeError as err:
-        raise ValueError(f"input_shape={shape!r} does not fit {conv}: {err}") from None
-    out_pad = tuple(padded.shape[2 + i] - ((out.shape[2 + i] - 1) * conv.stride[i]
-                                          + conv.dilation[i] * (conv.kernel_size[i] - 1) + 1) for i in range(2))
-    source = None
-    if mode != "constant":   # pad the pixel indices themselves to learn where each padded pixel comes from
-        idx = torch.arange(shape[1] * shape[2], dtype=torch.float64).view(1, 1, shape[1], shape[2])
-        source = Fn.pad(idx, pad, mode).flatten().long()                       # (H_pad * W_pad,)
-    return ConvGeometry(shape, tuple(out.shape[1:]), tuple(conv.stride), tuple(conv.dilation), conv.groups,
-                        pad, mode, out_pad, source)
-
-
-def _symmetric_zero_pad(g: ConvGeometry):
-    """(p_h, p_w) when the padding is zeros and the same on both sides, else None."""
-    left, right, top, bottom = g.pad
-    return (top, left) if g.mode == "constant" and left == right and top == bottom else None
-
-
-def conv_apply(weight: torch.Tensor, x: torch.Tensor, g: ConvGeometry) -> torch.Tensor:
-    """``A x``: the conv's linear map (no bias).  # (B, C_in, H, W) -> (B, C_out, H', W')"""
-    sym = _symmetric_zero_pad(g)
-    if sym is not None:
-        return Fn.conv2d(x, weight, None, g.stride, sym, g.dilation, g.groups)
-    return Fn.conv2d(Fn.pad(x, g.pad, g.mode), weight, None, g.stride, 0, g.dilation, g.groups)
-
-
-def conv_adjoint(weight: torch.Tensor, y: torch.Tensor, g: ConvGeometry) -> torch.Tensor:
-    """``A^T y``: the exact adjoint, ``conv_transpose2d`` with matching output_padding.  # (B, C_out, H', W') -> (B, C_in, H, W)"""
-    sym = _symmetric_zero_pad(g)
-    if sym is not None:
-        return Fn.conv_transpose2d(y, weight, None, g.stride, sym, g.out_pad, g.groups, g.dilation)
-    z = Fn.conv_transpose2d(y, weight, None, g.stride, 0, g.out_pad, g.groups, g.dilation)  # padded input space
-    if g.mode == "constant":           # the adjoint of zero padding is cropping
-        left, right, top, bottom = g.pad
-        return z[..., top:z.shape[-2] - bottom, left:z.shape[-1] - right]
-    # the adjoint of a copying pad adds every padded pixel back onto the input pixel it copies
-    x = z.new_zeros(*z.shape[:2], g.in_shape[1] * g.in_shape[2])
-    x.index_add_(2, g.source.to(z.device), z.flatten(2))
-    return x.view(*z.shape[:2], *g.in_shape[1:])
-
-
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    """``t`` divided by its norm over all but the batch dimension."""
-    return t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (t.dim() - 1))
-
-
-def conv_operator_norm(conv: nn.Conv2d, input_shape, *, n_iter: int = 500, tol: float = 1e-7,
-                       seed: int = 0) -> float:
-    """The true spectral norm ``||conv||_2 = max_x ||A x|| / ||x||`` on inputs of ``input_shape``.
-
-    Power iteration on ``A^T A`` (``v <- A^T A v / ||A^T A v||``, ``sigma = ||A v||``)
-    with ``conv2d`` and ``conv_transpose2d``; honours stride, padding (any mode),
-    dilation and groups; the bias is not part of the linear map. Stops when
-    sigma changes by less than ``tol`` (relative). Gouk et al. 2021, Sec. 3.
-    """
-    check_positive_int("n_iter", n_iter)
-    check_positive("tol", tol)
-    g = conv_geometry(conv, input_shape)
-    weight = conv.weight.detach()
-    gen = torch.Generator().manual_seed(seed)
-    v = _unit(torch.randn(1, *g.in_shape, generator=gen).to(weight))   # (1, C_in, H, W)
-    sigma = 0.0
-    with torch.no_grad():
-        for _ in range(n_iter):
-            u = conv_apply(weight, v, g)
-            new = float(u.norm())
-            v = _unit(conv_adjoint(weight, u, g))
-            if abs(new - sigma) <= tol * new:
-                return new
-            sigma = new
-    return sigma
-
-
-def conv_operator_norm_fft(weight, input_hw) -> float:
-    """Exact ``||conv||_2`` of a stride-1 circular convolution on an ``H x W`` torus.
-
-    The map is block circulant, so its singular values are those of the
-    ``C_out x C_in`` matrices ``P(u, v) = sum_{a,b} K[:, :, a, b] e^{-2 pi i (ua/H + vb/W)}``
-    over all frequencies (Sedghi, Gupta, Long 2019, Thm. 6). ``weight`` is a
-    (C_out, C_in/groups, k, k) tensor, or an ``nn.Conv2d`` with circular padding,
-    stride 1 and same-size output (its groups and dilation are used).
-    """
-    groups, dilation = 1, (1, 1)
-    if isinstance(weight, nn.Conv2d):
-        conv = weight
-        if conv.padding_mode != "circular" or conv.stride != (1, 1):
-            raise ValueError(f"weight={conv} must use padding_mode='circular' and stride=1 for the FFT "
-                             "method; use conv_operator_norm for other layers")
-        groups, dilation, weight = conv.groups, conv.dilation, conv.weight.detach()
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        raise TypeError(f"weight={type(weight).__name__} must be a 4-d tensor (C_out, C_in, k, k) or an nn.Conv2d")
-    if not (isinstance(input_hw, (tuple, list)) and len(input_hw) == 2 and all(isinstance(n, int) for n in input_hw)):
-        raise ValueError(f"input_hw={input_hw!r} must be (H, W): two integers")
-    w = weight.detach().to(torch.float64)
-    if dilation != (1, 1):                      # a dilated kernel is the kernel with zeros in between
-        k_h, k_w = w.shape[-2:]
-        wd = w.new_zeros(*w.shape[:2], dilation[0] * (k_h - 1) + 1, dilation[1] * (k_w - 1) + 1)
-        wd[..., ::dilation[0], ::dilation[1]] = w
-        w = wd
-    if w.shape[-2] > input_hw[0] or w.shape[-1] > input_hw[1]:
-        raise ValueError(f"input_hw={tuple(input_hw)!r} is smaller than the (dilated) kernel "
-                         f"{tuple(w.shape[-2:])}; it must be at least the kernel size")
-    c_out = w.shape[0]
-    w = w.reshape(groups, c_out // groups, *w.shape[1:])                     # (G, C_out/G, C_in/G, k, k)
-    p = torch.fft.fft2(w, s=tuple(input_hw))                               # (G, C_out/G, C_in/G, H, W)
-    return float(torch.linalg.matrix_norm(p.permute(0, 3, 4, 1, 2), ord=2).max())
-
-
-def reshaped_norm(weight: torch.Tensor) -> float:
-    """The largest singular value of the weight reshaped to (C_out, C_in*k*k), what Miyato et al. normalise."""
-    w = weight.detach() if isinstance(weight, torch.Tensor) else weight.weight.detach()
-    return float(torch.linalg.matrix_norm(w.reshape(w.shape[0], -1).to(torch.float64), ord=2))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,18 +61,6 @@ def reshaped_norm(weight: torch.Tensor) -> float:
 def _branch_fn(block: nn.Module) -> Callable:
     """The residual function of ``block``: ``block.branch`` if it has one, else the module itself."""
     return block.branch if callable(getattr(block, "branch", None)) else block
-
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module):
-    """Put ``module`` in eval mode inside the ``with``; restore every submodule's mode after."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
 
 
 def trace_branch(block: nn.Module, input_shape) -> list[tuple[nn.Module, tuple]]:
@@ -313,13 +152,13 @@ def branch_lipschitz_estimate(block: nn.Module, x: torch.Tensor, *, n_iter: int 
     f = _branch_fn(block)
     x = x.detach()
     gen = torch.Generator().manual_seed(seed)
-    v = _unit(torch.randn(x.shape, generator=gen).to(x))         # (B, C, H, W)
+    v = unit_vectors(torch.randn(x.shape, generator=gen).to(x))         # (B, C, H, W)
     with eval_mode(block):
         y, vjp_fn = torch.func.vjp(f, x)                           # u -> J^T u
         # J v as the adjoint of the linear map u -> J^T u (reverse mode twice, no forward-mode AD)
         _, jvp_fn = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(y))
         for _ in range(n_iter):
-            v = _unit(vjp_fn(jvp_fn(v)[0])[0].detach())          # v <- J^T J v / ||J^T J v||
+            v = unit_vectors(vjp_fn(jvp_fn(v)[0])[0].detach())          # v <- J^T J v / ||J^T J v||
         jv = jvp_fn(v)[0]
     sigma = jv.detach().flatten(1).norm(dim=1)                    # (B,)
     return sigma if per_example else float(sigma.max())
@@ -353,11 +192,11 @@ class OperatorNormCap(nn.Module):
         self.coeff, self.n_power_iterations = float(coeff), n_power_iterations
         w = conv.weight.detach()
         gen = torch.Generator().manual_seed(seed)
-        v = _unit(torch.randn(1, *self.geometry.in_shape, generator=gen).to(w))   # (1, C_in, H, W)
+        v = unit_vectors(torch.randn(1, *self.geometry.in_shape, generator=gen).to(w))   # (1, C_in, H, W)
         with torch.no_grad():
             for _ in range(n_init_iterations):
-                u = _unit(conv_apply(w, v, self.geometry))                      # (1, C_out, H', W')
-                v = _unit(conv_adjoint(w, u, self.geometry))
+                u = unit_vectors(conv_apply(w, v, self.geometry))                      # (1, C_out, H', W')
+                v = unit_vectors(conv_adjoint(w, u, self.geometry))
         self.register_buffer("_u", u)
         self.register_buffer("_v", v)
         self._seen = None         # (storage, version) of the weight the buffers last converged for
@@ -380,8 +219,8 @@ class OperatorNormCap(nn.Module):
     def _power_steps(self, weight: torch.Tensor, n: int) -> None:
         """``n`` power-iteration steps on the buffers: ``u <- A v / ||A v||``, ``v <- A^T u / ||A^T u||``."""
         for _ in range(n):
-            self._u.copy_(_unit(conv_apply(weight, self._v, self.geometry)))
-            self._v.copy_(_unit(conv_adjoint(weight, self._u, self.geometry)))
+            self._u.copy_(unit_vectors(conv_apply(weight, self._v, self.geometry)))
+            self._v.copy_(unit_vectors(conv_adjoint(weight, self._u, self.geometry)))
 
     @torch.no_grad()
     def refresh(self, weight: torch.Tensor, *, n_iter: int = 300, n_random: int = 3, tol: float = 1e-5,
@@ -391,18 +230,18 @@ class OperatorNormCap(nn.Module):
         Stops when no vector's estimate changes by more than ``tol`` (relative) in a step."""
         gen = torch.Generator().manual_seed(seed)
         v = torch.cat([self._v, torch.randn(n_random, *self._v.shape[1:], generator=gen).to(self._v)])
-        v, sigma = _unit(v), torch.zeros(1 + n_random, dtype=v.dtype, device=v.device)
+        v, sigma = unit_vectors(v), torch.zeros(1 + n_random, dtype=v.dtype, device=v.device)
         for _ in range(n_iter):                                          # v: (1 + n_random, C_in, H, W)
             u = conv_apply(weight, v, self.geometry)
             new = u.flatten(1).norm(dim=1)
-            v = _unit(conv_adjoint(weight, u, self.geometry))
+            v = unit_vectors(conv_adjoint(weight, u, self.geometry))
             if bool(((new - sigma).abs() <= tol * new).all()):
                 break
             sigma = new
         u = conv_apply(weight, v, self.geometry)
         best = int(u.flatten(1).norm(dim=1).argmax())
         self._v.copy_(v[best:best + 1])
-        self._u.copy_(_unit(u[best:best + 1]))
+        self._u.copy_(unit_vectors(u[best:best + 1]))
         self._seen = (weight.data_ptr(), weight._version)
 
     def extra_repr(self) -> str:
@@ -504,7 +343,7 @@ def branch_lipschitz_report(model: nn.Module, x: torch.Tensor | None = None, *, 
     states = None
     if x is not None:
         with eval_mode(model), torch.no_grad():
-            states = model.stage_states(x)
+            states = stage_states(model, x)
     for s, stage in enumerate(model.stages):
         for i, block in enumerate(stage.blocks):
             row = {"stage": s, "block": i, "bound": branch_lipschitz_bound(block, shapes[s])}
@@ -514,39 +353,39 @@ def branch_lipschitz_report(model: nn.Module, x: torch.Tensor | None = None, *, 
     return rows
 
 
-# ---------------------------------------------------------------------------------------------
-# Fixed-point iteration (Banach)
-# ---------------------------------------------------------------------------------------------
+@torch.no_grad()
+def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
+    """Iterate a stage's last block ``extra`` times beyond its trained depth and record how the state moves.
 
-@dataclass(frozen=True)
-class FixedPointResult:
-    """The outcome of ``x_{k+1} = T(x_k)``."""
+        h_{t+1} = B_{n-1}(h_t),  t = 0 .. extra - 1,  h_0 = the stage's trained output
 
-    x: torch.Tensor          # the last iterate
-    steps: int               # how many times T was applied
-    residuals: tuple         # ||x_{k+1} - x_k|| after every step
-    converged: bool          # the last residual fell below tol * (1 + ||x||)
-
-
-def fixed_point_iteration(T: Callable, x0: torch.Tensor, *, tol: float = 1e-6,
-                          max_iter: int = 500) -> FixedPointResult:
-    """Iterate ``x_{k+1} = T(x_k)`` until ``||x_{k+1} - x_k|| <= tol (1 + ||x_{k+1}||)`` or ``max_iter`` steps.
-
-    If ``Lip(T) = q < 1`` the iterates converge to the unique fixed point and
-    ``||x_k - x*|| <= q^k / (1 - q) ||x_1 - x_0||`` (Banach fixed-point theorem).
+    Returns per step t: ``update`` = ||h_{t+1} - h_t|| / ||h_t|| (root mean square
+    over examples), ``growth`` = mean ||h_{t+1}|| / ||h_t||, and ``turn`` = mean
+    1 - cos(h_t, h_{t+1}) (how much the state's direction still changes); NaN once
+    a state has collapsed to zero (1e-20 of the start) or overflowed.
+    Runs the stage on the schedule ``unrolled(n, extra)`` (eval mode).
     """
-    check_positive("tol", tol)
-    check_positive_int("max_iter", max_iter)
-    x, residuals, converged = x0, [], False
-    for _ in range(max_iter):
-        nxt = T(x)
-        residuals.append(float((nxt - x).norm()))
-        x = nxt
-        converged = residuals[-1] <= tol * (1.0 + float(x.norm()))
-        if converged or not torch.isfinite(x).all():
-            break
-    return FixedPointResult(x, len(residuals), tuple(residuals), converged)
+    s = stage % len(model.stages)
+    n = len(model.stages[s].blocks)
+    with eval_mode(model):
+        traj = stage_states(model, x, {s: unrolled(n, extra)}, upto=s)[s][n:]     # h_n .. h_{n+extra}
+    flat = [t.flatten(1).double() for t in traj]                        # (B, D) each
+    norms = [f.norm(dim=1) for f in flat]
+    floor = 1e-20 * float(norms[0].max())    # below this the state is zero to float32 precision: stop the curves
+    update, growth, turn = [], [], []
+    for a, b, na, nb in zip(flat, flat[1:], norms, norms[1:]):
+        if float(na.min()) < floor:
+            update.append(float("nan")), growth.append(float("nan")), turn.append(float("nan"))
+            continue
+        update.append(float((((b - a).norm(dim=1) / na) ** 2).mean().sqrt()))
+        growth.append(float((nb / na).mean()))
+        turn.append(float((1 - (a * b).sum(1) / (na * nb)).mean()))
+    return {"update": update, "growth": growth, "turn": turn}
 
+
+# ---------------------------------------------------------------------------------------------
+# Inverting a residual block by fixed-point iteration (Banach)
+# ---------------------------------------------------------------------------------------------
 
 def invert_residual(block: nn.Module, y: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 500) -> FixedPointResult:
     """Solve ``x + F(x) = y`` by the contraction ``x <- y - F(x)``, ``x_0 = y`` (eval mode, no grad).

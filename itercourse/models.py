@@ -25,9 +25,8 @@ from torch import nn
 
 from .blocks import BRANCH_NORMS, POST_ACTIVATED, SHORTCUTS, UNITS, ResidualUnit, conv3x3
 from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
-
-SPECTRAL_FLAVOURS = ("operator", "reshaped")
-
+from .lipschitz import FLAVOURS, apply_spectral_norm
+from .walk import Stage, stage_states
 
 @dataclass(frozen=True)
 class ResNetConfig:
@@ -70,9 +69,13 @@ class ResNetConfig:
         check_choice("unit", self.unit, UNITS)
         check_choice("shortcut", self.shortcut, SHORTCUTS)
         check_choice("branch_norm", self.branch_norm, BRANCH_NORMS)
-        check_choice("spectral_flavour", self.spectral_flavour, SPECTRAL_FLAVOURS)
+        check_choice("spectral_flavour", self.spectral_flavour, FLAVOURS)
         if self.spectral_coeff is not None:
             check_positive("spectral_coeff", self.spectral_coeff)
+            if self.branch_norm != "none":
+                raise ValueError(f"spectral_coeff={self.spectral_coeff!r} needs branch_norm='none', got "
+                                 f"branch_norm={self.branch_norm!r}: batch norm in a residual branch scales it by "
+                                 "the unbounded |gamma|/sqrt(var+eps), so the branch has no Lipschitz bound")
         check_positive("ubn_gamma", self.ubn_gamma)
         check_int("input_size", self.input_size, minimum=4)
         check_range("dropout_p", self.dropout_p, 0.0, 1.0, high_open=True)
@@ -106,42 +109,6 @@ def _stage_channels(cfg: ResNetConfig, s: int) -> int:
 def _has_transition(cfg: ResNetConfig, s: int) -> bool:
     c_in = cfg.widths[0] if s == 0 else _stage_channels(cfg, s - 1)
     return s > 0 or c_in != _stage_channels(cfg, s)
-
-
-class Stage(nn.Module):
-    """A transition unit (or none) followed by same-shape blocks run on a schedule."""
-
-    def __init__(self, transition: nn.Module | None, blocks: list[nn.Module]):
-        super().__init__()
-        self.transition = transition
-        self.blocks = nn.ModuleList(blocks)
-
-    def _check_schedule(self, schedule) -> list[int]:
-        n = len(self.blocks)
-        schedule = list(range(n)) if schedule is None else list(schedule)
-        for i in schedule:
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
-                raise ValueError(f"schedule={schedule!r} contains {i!r}; block indices must be integers "
-                                 f"in 0..{n - 1} for this stage of {n} blocks")
-        return schedule
-
-    def run_blocks(self, h: torch.Tensor, schedule=None) -> list[torch.Tensor]:
-        """States ``[h_0, h_1, ...]`` from running the blocks named by ``schedule`` on ``h = h_0``."""
-        states = [h]
-        for i in self._check_schedule(schedule):
-            h = self.blocks[i](h)               # h_{t+1} = block_i(h_t)
-            states.append(h)
-        return states
-
-    def enter(self, x: torch.Tensor) -> torch.Tensor:
-        """The stage's first state ``h_0``: its input after the transition unit."""
-        return x if self.transition is None else self.transition(x)
-
-    def forward(self, x: torch.Tensor, schedule=None) -> torch.Tensor:
-        h = self.enter(x)
-        for i in self._check_schedule(schedule):
-            h = self.blocks[i](h)
-        return h
 
 
 class ResNet(nn.Module):
@@ -233,13 +200,7 @@ class ResNet(nn.Module):
     def stage_states(self, x: torch.Tensor, schedules: dict | None = None) -> list[list[torch.Tensor]]:
         """Per stage, the block-boundary states ``[h_0, ..., h_n]`` (``h_0`` after the transition)."""
         self._check_input(x)
-        schedules = schedules or {}
-        h, out = self.stem(x), []
-        for s, stage in enumerate(self.stages):
-            states = stage.run_blocks(stage.enter(h), schedules.get(s))
-            out.append(states)
-            h = states[-1]
-        return out
+        return stage_states(self, x, schedules)
 
     def trajectory(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every residual-stream state in order: stem output, then after each transition and block."""
@@ -290,6 +251,5 @@ def build_resnet(cfg: ResNetConfig | None = None, *, seed: int | None = None, **
         raise TypeError(f"cfg={cfg!r} must be a ResNetConfig")
     model = ResNet(cfg)
     if cfg.spectral_coeff is not None:
-        from .lipschitz import apply_spectral_norm
         apply_spectral_norm(model, cfg.spectral_coeff, flavour=cfg.spectral_flavour)
     return model

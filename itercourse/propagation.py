@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .train import task_loss
+from .training import task_loss
 
 
 def signal_and_gradient_norms(model, x: torch.Tensor, y: torch.Tensor) -> dict:

@@ -8,9 +8,9 @@ small step, a first-order Taylor expansion of the loss around ``h_i`` gives
 so the step lowers the loss when its cosine with the loss gradient is negative,
 and the step of a given norm that lowers it most points along ``-∂L/∂h_i``:
 the block then acts like a gradient-descent step in activation space. This
-module measures, per same-shape block of a network built by
-:func:`itercourse.models.build_resnet` (or any module with ``stem``,
-``stages[s].transition``, ``stages[s].blocks`` and ``readout``):
+module measures, per same-shape block of any network that follows the stage
+contract of :mod:`itercourse.walk` (``build_resnet``'s, the toys, a torchvision
+ResNet adapted by :func:`itercourse.from_torchvision`):
 
 - :func:`gradient_alignment`: ``cos(Δ_i, ∂L/∂h_i)``, averaged over examples;
 - :func:`norm_ratios`: ``||Δ_i|| / ||h_i||`` (large = representation learning,
@@ -31,15 +31,14 @@ restore the previous mode afterwards.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass
 from numbers import Integral
 
 import torch
-from torch import nn
 
 from .errors import check_choice, check_int, check_positive, check_range
-from .train import correct_mask, evaluate, is_multilabel, task_loss
+from .training import correct_mask, evaluate, is_multilabel, task_loss
+from .walk import check_model, device_of, eval_mode, finish, stage_states, without
 
 COMPARISONS = ("unroll", "last_block")
 
@@ -147,34 +146,6 @@ class BorderlineResult:
 
 # ---------------------------------------------------------------- checks and helpers
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """Eval mode inside the ``with``; every submodule's previous mode restored after."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
-def _check_model(model) -> None:
-    """Raise unless ``model`` follows the course's model contract and has at least one block."""
-    stages = getattr(model, "stages", None)
-    ok = (isinstance(model, nn.Module) and stages is not None and hasattr(model, "stem")
-          and callable(getattr(model, "readout", None))
-          and all(hasattr(s, "blocks") and hasattr(s, "transition") for s in stages))
-    if not ok:
-        raise TypeError(f"model={type(model).__name__} is not a residual network with blocks: the refinement "
-                        "metrics need model.stem, model.stages[s].transition, model.stages[s].blocks and "
-                        "model.readout, as built by itercourse.models.build_resnet (or "
-                        "itercourse.toys.make_gradient_step_network)")
-    if sum(len(s.blocks) for s in stages) == 0:
-        raise ValueError(f"model={type(model).__name__} has no same-shape blocks in any stage; "
-                         "the metrics need at least one block")
-
-
 def _check_batch(x, y=None, *, need_y: bool = True) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a batch tensor of shape (B, ...); got "
@@ -220,35 +191,6 @@ def _check_steps(extra_steps) -> tuple:
     return tuple(sorted(set(int(k) for k in steps)))
 
 
-def _device(model: nn.Module) -> torch.device:
-    for t in list(model.parameters()) + list(model.buffers()):
-        return t.device
-    return torch.device("cpu")
-
-
-def _enter(stage, h: torch.Tensor) -> torch.Tensor:
-    return h if stage.transition is None else stage.transition(h)
-
-
-def _stage_states(model, x: torch.Tensor) -> list[list[torch.Tensor]]:
-    """Per stage, ``[h_0, ..., h_n]``: the state after the transition and after every block."""
-    h, out = model.stem(x), []
-    for stage in model.stages:
-        states = [_enter(stage, h)]
-        for block in stage.blocks:
-            states.append(block(states[-1]))       # h_{i+1} = block_i(h_i)
-        out.append(states)
-        h = states[-1]
-    return out
-
-
-def _finish(model, h: torch.Tensor, after_stage: int) -> torch.Tensor:
-    """Logits from the state leaving stage ``after_stage``: the later stages, then the read-out."""
-    for stage in model.stages[after_stage + 1:]:
-        h = stage(h)
-    return model.readout(h)
-
-
 def _labelled(values, model, metric: str) -> PerBlock:
     stage = [s for s, st in enumerate(model.stages) for _ in st.blocks]
     block = [i for st in model.stages for i in range(len(st.blocks))]
@@ -275,12 +217,12 @@ def gradient_alignment(model, x: torch.Tensor, y: torch.Tensor | None, *, loss_f
     which must return a scalar), so each example's gradient is that of its own
     loss. An example whose gradient or step is exactly zero contributes 0.
     """
-    _check_model(model)
+    check_model(model)
     _check_batch(x, y, need_y=loss_fn is None)
     loss_fn = loss_fn or (lambda logits, target: task_loss(logits, target, reduction="sum"))
-    with _eval_mode(model), torch.enable_grad():
-        x = x.detach().to(_device(model)).requires_grad_(True)   # the graph exists even for frozen weights
-        states = _stage_states(model, x)
+    with eval_mode(model), torch.enable_grad():
+        x = x.detach().to(device_of(model)).requires_grad_(True)   # the graph exists even for frozen weights
+        states = stage_states(model, x)
         loss = loss_fn(model.readout(states[-1][-1]), y)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise ValueError(f"loss_fn must return a scalar tensor; got "
@@ -307,10 +249,10 @@ def norm_ratios(model, x: torch.Tensor) -> PerBlock:
     in the first blocks) mean the block changes the representation; small
     ratios in higher blocks mean it only refines it. A zero state gives inf.
     """
-    _check_model(model)
+    check_model(model)
     _check_batch(x, need_y=False)
-    with _eval_mode(model):
-        states = _stage_states(model, x.to(_device(model)))
+    with eval_mode(model):
+        states = stage_states(model, x.to(device_of(model)))
     ratios = []
     for st in states:
         for h, h_next in zip(st[:-1], st[1:]):
@@ -329,9 +271,9 @@ def drop_block_accuracy(model, loader) -> DropBlockResult:
     same-shape blocks can be removed: the stem and every stage transition
     change the number of channels or the resolution, so the next layer could
     not read their input; they are listed in ``not_droppable``. Uses
-    :func:`itercourse.train.evaluate` with ``schedules={s: [...]}``.
+    :func:`itercourse.training.evaluate` with ``schedules={s: [...]}``.
     """
-    _check_model(model)
+    check_model(model)
     if iter(loader) is loader:
         raise TypeError(f"loader={type(loader).__name__} is a one-shot iterator, but the network is evaluated "
                         "once per block; pass a re-iterable loader, e.g. data.loader('test') or a list of "
@@ -341,7 +283,7 @@ def drop_block_accuracy(model, loader) -> DropBlockResult:
     for s, stage in enumerate(model.stages):
         n = len(stage.blocks)
         for i in range(n):
-            r = evaluate(model, loader, schedules={s: [j for j in range(n) if j != i]})
+            r = evaluate(model, loader, schedules={s: without(n, i)})
             accs.append(r["acc"])
             losses.append(r["loss"])
     not_droppable = ["stem (maps the input image to the first stage's channels)"]
@@ -354,15 +296,13 @@ def drop_block_accuracy(model, loader) -> DropBlockResult:
 
 def _unrolled_logits(model, x: torch.Tensor, stage: int, steps: tuple, scale: float):
     """For each k in ``steps`` (sorted): (logits, per-example ||h||) after k extra scaled steps."""
-    h = model.stem(x)
-    for st in model.stages[:stage + 1]:
-        h = st(h)                                           # the trained schedule
+    h = stage_states(model, x, upto=stage)[-1][-1]          # the trained schedule
     block, k, out = model.stages[stage].blocks[-1], 0, []
     for target in steps:
         while k < target:
             h = h + scale * (block(h) - h)                  # h <- h + scale * Δ(h)
             k += 1
-        out.append((_finish(model, h, stage), _per_example_norm(h)))
+        out.append((finish(model, h, stage), _per_example_norm(h)))
     return out
 
 
@@ -392,16 +332,16 @@ def unroll_accuracy(model, loader, extra_steps=(0, 1, 2, 5, 10, 20), scale: floa
     ``scale=1`` is plain unrolling. ``extra_steps`` is an integer or a
     sequence of them; results are for the sorted distinct values.
     """
-    _check_model(model)
+    check_model(model)
     s = _check_stage(model, stage)
     steps = _check_steps(extra_steps)
     check_positive("scale", scale)
-    device = _device(model)
+    device = device_of(model)
     loss_sum = [0.0] * len(steps)
     correct = [0] * len(steps)
     norm_sum = [0.0] * len(steps)
     n = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in _iterate(loader, device):
             for j, (logits, norms) in enumerate(_unrolled_logits(model, x, s, steps, scale)):
                 loss_sum[j] += float(task_loss(logits, y, reduction="sum"))
@@ -452,7 +392,7 @@ def borderline_examples(model, loader, *, threshold: float = 0.1, compare: str =
     See :func:`flip_margin` for the margin of single- and multi-label tasks.
     If no example is borderline, ``acc_before``/``acc_after`` are ``nan``.
     """
-    _check_model(model)
+    check_model(model)
     check_range("threshold", threshold, 0.0, 1.0, low_open=True)
     check_choice("compare", compare, COMPARISONS)
     s = _check_stage(model, stage)
@@ -460,15 +400,15 @@ def borderline_examples(model, loader, *, threshold: float = 0.1, compare: str =
     check_positive("scale", scale)
     if compare == "last_block":
         extra_steps, scale = 0, 1.0
-    device = _device(model)
+    device = device_of(model)
     n_total = n_border = ok_before = ok_after = fixed = broken = all_before = all_after = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in _iterate(loader, device):
             if compare == "unroll":
                 (before, _), (after, _) = _unrolled_logits(model, x, s, (0, extra_steps), scale)
             else:
                 n = len(model.stages[s].blocks)
-                before = model(x, schedules={s: list(range(n - 1))})
+                before = model(x, schedules={s: without(n, n - 1)})
                 after = model(x)
             c0, c1 = correct_mask(before, y), correct_mask(after, y)            # (B,) bool
             border = flip_margin(before, y) < threshold
@@ -508,8 +448,8 @@ def refinement_report(model, loader, *, extra_steps=(0, 1, 2, 5, 10, 20), scales
     :class:`BorderlineResult` per scale, ``max(extra_steps)`` extra steps, then
     the ``"last_block"`` comparison).
     """
-    _check_model(model)
-    device = _device(model)
+    check_model(model)
+    device = device_of(model)
     steps = _check_steps(extra_steps)
     if not scales:
         raise ValueError("scales=() is empty; give at least one positive factor, e.g. (1.0, 0.1)")

@@ -1,4 +1,7 @@
-"""Tables, figures and verdicts for a coupling x constraint x seed grid of results.
+"""Reporting: seed statistics, claim verdicts and markdown tables (the figures live in ``itercourse.viz``).
+
+Results over seeds are reported one way everywhere: ``mean ± sd (n=k)``,
+with ``sd`` the sample standard deviation over seeds (:func:`spread`).
 
 A grid cell is a (constraint, coupling) pair; its seeds give the spread. Every
 claim check compares two groups of runs by the difference of their means
@@ -12,16 +15,16 @@ as resolved when ``|diff| > 2 se`` and ``|diff| >= min_effect``. With two
 seeds this is a rough screen, not a significance test; the chapters say so.
 
 The claims are the qualitative findings of Lippl, Peters & Kriegeskorte
-(2021), as stated in their abstracts (REFERENCE.md).
+(2021, "Iterative convergent computation is not a useful inductive bias for ResNets",
+ICLR 2021 submission), as stated in its abstract.
 """
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import statistics
+from typing import Iterable, Sequence
 
 import numpy as np
-
-from .io import atomic_write_bytes
 
 INDEX_KEYS = ("recurrence", "recurrence_performance", "convergence", "divergence")
 INDEX_RANGES = {"recurrence": (-1.05, 1.05), "recurrence_performance": (-1.05, 1.05),
@@ -29,6 +32,26 @@ INDEX_RANGES = {"recurrence": (-1.05, 1.05), "recurrence_performance": (-1.05, 1
 INDEX_TITLES = {"recurrence": "recurrence index (state)", "recurrence_performance": "recurrence index (performance)",
                 "convergence": "convergence index", "divergence": "divergence index (high = survives)"}
 
+
+# ---------------------------------------------------------------- seed statistics
+
+def spread(values) -> float:
+    """The spread over seeds: the sample standard deviation (ddof 1) of the finite values; nan below two."""
+    v = [float(x) for x in values if math.isfinite(float(x))]
+    return statistics.stdev(v) if len(v) > 1 else float("nan")
+
+
+def mean_spread(values: Sequence[float], scale: float = 1.0, digits: int = 1) -> str:
+    """``"mean ± sd (n=k)"`` of ``values`` times ``scale`` (sd: :func:`spread`): how results over seeds read."""
+    vals = [float(v) * scale for v in values if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f} (n=1)"
+    return f"{statistics.fmean(vals):.{digits}f} ± {spread(vals):.{digits}f} (n={len(vals)})"
+
+
+# ---------------------------------------------------------------- grid results
 
 def coupling_of(r) -> float:
     """Coupling strength of a result (``None`` = off = 0)."""
@@ -66,8 +89,7 @@ def cells(results, metric: str = "final_test_acc") -> dict:
     for key in sorted(groups, key=lambda k: (k[0] != "none", k[0], k[1])):
         v = np.array(groups[key], dtype=float)
         out[key] = {"values": v.tolist(), "mean": float(np.nanmean(v)), "n": int(np.isfinite(v).sum()),
-                    "sd": float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else float("nan"),
-                    "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
+                    "sd": spread(v), "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
     return out
 
 
@@ -159,142 +181,109 @@ def claim_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------- figures
-
-def _colours(keys):
-    palette = {"none": "tab:blue"}
-    others = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
-    for k in keys:
-        if k not in palette:
-            palette[k] = others[(len(palette) - 1) % len(others)]
-    return palette
-
-
-def plot_vs_coupling(results, metric: str = "final_test_acc", ax=None, *, title: str | None = None,
-                     ylabel: str | None = None):
-    """``metric`` against coupling strength: every seed as a dot, the cell mean as a line, one colour per constraint."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 3.2))
-    table = cells(results, metric)
-    colours = _colours(sorted({k[0] for k in table}, key=lambda k: (k != "none", k)))
-    for con in colours:
-        keys = sorted(k for k in table if k[0] == con)
-        if not keys:
-            continue
-        lams = [k[1] for k in keys]
-        offset = 0.012 * (list(colours).index(con) - 0.5)
-        for k in keys:
-            vals = table[k]["values"]
-            ax.plot([k[1] + offset] * len(vals), vals, "o", ms=4, alpha=0.55, color=colours[con])
-        ax.plot(lams, [table[k]["mean"] for k in keys], "-", color=colours[con],
-                label=f"{'no constraint' if con == 'none' else 'Lip(F) <= ' + con[2:]}")
-    ax.set_xlabel("coupling strength $\\lambda$")
-    ax.set_ylabel(ylabel or metric.replace("_", " "))
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return ax
-
-
-def plot_indices(results, axes=None):
-    """The indices against coupling, one panel each, both constraints; returns the figure."""
-    import matplotlib.pyplot as plt
-    keys = [k for k in INDEX_KEYS if any(k in r.indices for r in results)]
-    if axes is None:
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
-    axes = np.atleast_1d(axes)
-    for k, ax in zip(keys, axes):
-        plot_vs_coupling(results, k, ax, title=INDEX_TITLES[k], ylabel="index")
-        ax.set_ylim(*INDEX_RANGES[k])            # the index's whole range: small wiggles look small
-    fig = axes[0].figure
-    fig.tight_layout()
-    return fig
-
-
-def plot_accuracy_vs_effective_parameters(results, extra=(), ax=None):
-    """Test accuracy against effective parameters (coupling.effective_parameters), grid and ``extra`` runs."""
-    import matplotlib.pyplot as plt
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.8, 3.4))
-    colours = _colours(sorted({constraint_of(r) for r in list(results) + list(extra)}, key=lambda k: (k != "none", k)))
-    for r in results:
-        ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, s=12 + 40 * coupling_of(r),
-                   color=colours[constraint_of(r)], alpha=0.6)
-    for r in extra:
-        ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, marker="x", s=50,
-                   color=colours[constraint_of(r)])
-    for con, colour in colours.items():
-        ax.scatter([], [], color=colour, label="no constraint" if con == "none" else f"Lip(F) <= {con[2:]}")
-    ax.legend(fontsize=8)
-    ax.set_xlabel("effective parameters (thousands)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("dots: grid (size ~ coupling); x: narrower uncoupled net", fontsize=9)
-    return ax
-
-
 # ---------------------------------------------------------------- tables
 
+class MarkdownText(str):
+    """Markdown text that Jupyter renders as a table and that can be written to a file as it is."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> MarkdownText:
+    """A markdown table: one header row, one row per item of ``rows``."""
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return MarkdownText("\n".join(lines))
+
+
 def _fmt(c: dict, digits: int = 3) -> str:
-    if c["n"] == 0:
-        return "n/a"
-    sd = "" if not math.isfinite(c["sd"]) else f" ± {c['sd']:.{digits}f}"
-    return f"{c['mean']:.{digits}f}{sd} (n={c['n']})"
+    return mean_spread([v for v in c["values"]], digits=digits)
 
 
-def markdown_table(results, metrics=("final_test_acc",) + INDEX_KEYS) -> str:
-    """One row per grid cell: mean ± seed standard deviation (n seeds) of each metric."""
+def grid_table(results, metrics=("final_test_acc",) + INDEX_KEYS) -> MarkdownText:
+    """One row per grid cell: mean ± sd over seeds (n seeds) of each metric."""
     metrics = [m for m in metrics if m == "final_test_acc" or any(m in r.indices for r in results)]
     tables = {m: cells(results, m) for m in metrics}
-    head = "| constraint | coupling | " + " | ".join(m.replace("final_test_acc", "test accuracy") for m in metrics) + " |"
-    lines = [head, "|" + "---|" * (len(metrics) + 2)]
-    for key in tables[metrics[0]]:
-        lines.append(f"| {key[0]} | {key[1]:g} | " + " | ".join(_fmt(tables[m][key]) for m in metrics) + " |")
-    return "\n".join(lines)
+    head = ["constraint", "coupling"] + [m.replace("final_test_acc", "test accuracy") for m in metrics]
+    rows = [(key[0], f"{key[1]:g}", *[_fmt(tables[m][key]) for m in metrics]) for key in tables[metrics[0]]]
+    return markdown_table(head, rows)
 
 
-def verdict_table(rows) -> str:
-    """The claim verdicts as markdown."""
-    lines = ["| claim | comparison | difference ± se | verdict |", "|---|---|---|---|"]
+def verdict_table(rows) -> MarkdownText:
+    """The claim verdicts of :func:`claim_verdicts` as markdown."""
+    out = []
     for r in rows:
         d = "n/a" if not math.isfinite(r["diff"]) else f"{r['diff']:+.3f} ± {r['se']:.3f}"
-        lines.append(f"| {r['claim']} | {r['comparison']} | {d} | **{r['verdict']}** |")
-    return "\n".join(lines)
+        out.append((r["claim"], r["comparison"], d, f"**{r['verdict']}**"))
+    return markdown_table(["claim", "comparison", "difference ± se", "verdict"], out)
 
 
-def write_report(experiment: str, results_dir="results", out_dir="report") -> list[Path]:
-    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths."""
-    import io
+# ---------------------------------------------------------------- chapter 2: Jastrzębski et al.'s claims
 
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def reproduction_verdict(ok) -> str:
+    """``"reproduced"``, ``"not reproduced"`` or (``ok=None``) ``"not tested"``."""
+    return "not tested" if ok is None else "reproduced" if ok else "not reproduced"
 
-    from .experiments import load_results
-    results = load_results(experiment, results_dir)
-    if not results:
-        raise FileNotFoundError(f"no results in {str(Path(results_dir) / experiment)!r}; run "
-                                f"'python -m itercourse sweep --preset ...' first, or pass --results-dir")
-    out = Path(out_dir)
-    paths = []
 
-    def save(fig, name):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(atomic_write_bytes(out / name, buf.getvalue()))
+def rank_corr(values) -> float:
+    """Spearman correlation between position and value (no ties): negative = falling with depth."""
+    r = np.argsort(np.argsort(values))
+    return float(np.corrcoef(np.arange(len(values)), r)[0, 1])
 
-    ax = plot_vs_coupling(results, "final_test_acc", title=f"{experiment}: test accuracy", ylabel="test accuracy")
-    save(ax.figure, "accuracy.png")
-    save(plot_indices(results), "indices.png")
-    cfg = results[0].config
-    seeds = sorted({r.config.seed for r in results})
-    text = [f"# {experiment}", "",
-            f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
-            f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
-            "", "## Accuracy and indices (mean ± sd over seeds)", "", markdown_table(results), "",
-            "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
-        text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
-    paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
-    return paths
+
+def sign_test_p(fixed: int, broken: int) -> float:
+    """Two-sided sign test on the examples that changed: P(at least this lopsided | fixed, broken equally likely)."""
+    n, k = fixed + broken, min(fixed, broken)
+    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2 ** n)
+
+
+def refinement_claims(reports: list) -> list[tuple]:
+    """Jastrzębski et al.'s (2018) findings checked on chapter 2's networks, one row per claim.
+
+    ``reports``: :func:`itercourse.refinement.refinement_report` dicts of the
+    networks (their ``borderline[1]`` is the scaled unrolling). Each row is
+    (claim with our criterion, what the paper reports, what we measure, verdict).
+    """
+    claims = []
+    cos_all = [rep["alignment"] for rep in reports]
+    neg = [sum(v < 0 for v in c.values) for c in cos_all]
+    claims.append(("cosine negative for every block", "yes (all blocks, ResNet-110)",
+                   "; ".join(f"{k}/{len(c)} negative" for k, c in zip(neg, cos_all)),
+                   reproduction_verdict(all(k == len(c) for k, c in zip(neg, cos_all)))))
+    last_vs_first = [(np.mean(c.per_stage()[-1]), np.mean(c.per_stage()[0])) for c in cos_all]
+    claims.append(("cosine most negative in the higher blocks (mean over last stage < over first stage)",
+                   "yes; last block near -0.1", "; ".join(f"{a:+.3f} vs {b:+.3f}" for a, b in last_vs_first),
+                   reproduction_verdict(all(a < b for a, b in last_vs_first))))
+    ratios = [rep["norm_ratio"].values for rep in reports]
+    corr = [rank_corr(r) for r in ratios]
+    claims.append(("norm ratio largest in the first blocks and falling with depth (first > last, rank corr. < 0)",
+                   "up to ~2 in the first blocks, then falling",
+                   "; ".join(f"{r[0]:.2f} -> {r[-1]:.2f}, corr {c:+.2f}" for r, c in zip(ratios, corr)),
+                   reproduction_verdict(all(r[0] > r[-1] and c < 0 for r, c in zip(ratios, corr)))))
+    costs = [rep["drop"].acc_cost.values for rep in reports]
+    claims.append(("dropping the first block costs the most accuracy", "catastrophic",
+                   "; ".join(f"first {c[0]:+.3f}, worst other {max(c[1:]):+.3f}" for c in costs),
+                   reproduction_verdict(all(int(np.argmax(c)) == 0 for c in costs))))
+    last_stage = [[c for c, s in zip(rep["drop"].acc_cost.values, rep["drop"].acc.stage)
+                   if s == max(rep["drop"].acc.stage)] for rep in reports]
+    cheap = [np.median(ls) < 0.25 * c[0] for ls, c in zip(last_stage, costs)]
+    claims.append(("dropping a higher block costs little (median cost in the last stage < 1/4 of the first block's)",
+                   "little", "; ".join(f"median {np.median(ls):+.3f}" for ls in last_stage),
+                   reproduction_verdict(all(cheap))))
+    unrolls = [rep["unroll"] for rep in reports]
+    k = max(unrolls[0][0].extra_steps)
+    growth = [[u.state_norm[-1] / u.state_norm[0] for u in us] for us in unrolls]   # [plain, scaled] per network
+    claims.append((f"unrolled plainly, activations explode ({k} extra steps: norm grows > 2x; scaled grows less)",
+                   "explode unless the block output is scaled",
+                   "; ".join(f"plain x{g[0]:.3g}, scaled x{g[1]:.3g}" for g in growth),
+                   reproduction_verdict(all(g[0] > 2 and g[1] < g[0] for g in growth))))
+    bl = [rep["borderline"][1] for rep in reports]                                   # the scaled unrolling
+    fixed, broken, n_b = sum(b.fixed for b in bl), sum(b.broken for b in bl), sum(b.n_borderline for b in bl)
+    p = sign_test_p(fixed, broken)
+    claims.append(("scaled unrolling improves borderline examples (fixed > broken, sign test p < 0.05)",
+                   "43% -> 53% of ~51 images (20 steps, 4 runs)",
+                   f"n = {n_b}; " + "; ".join(f"{b.acc_before:.2f} -> {b.acc_after:.2f}" for b in bl)
+                   + f"; fixed {fixed}, broken {broken}, p = {p:.2g}",
+                   reproduction_verdict(None if n_b < 10 else fixed > broken and p < 0.05)))
+    return claims

@@ -23,6 +23,9 @@ import copy
 import torch
 from torch import nn
 
+from .training import count_correct
+from .walk import check_model, device_of, enter, eval_mode
+
 
 def update_alignment(states: list) -> list[float]:
     """Mean cosine between consecutive updates ``u_t = h_{t+1} - h_t`` of a stage's states.
@@ -59,19 +62,17 @@ def norm_statistics_mismatch(model: nn.Module, x: torch.Tensor) -> list[list[flo
     shared stage has one ``running_var`` for all steps, so ``r_t`` drifts
     across steps. The model is left in the mode it was in.
     """
-    if not hasattr(model, "stages"):
-        raise TypeError(f"model={type(model).__name__} has no .stages; pass a model from itercourse.build_resnet")
-    was_training = model.training
-    model.eval()
+    check_model(model)
     seen = {}
 
     def grab(module, inputs):
         seen["z"] = inputs[0]
 
-    out, h = [], model.stem(x)
-    try:
+    out = []
+    with eval_mode(model):
+        h = model.stem(x)
         for stage in model.stages:
-            h = stage.enter(h)
+            h = enter(stage, h)
             ratios = []
             for block in stage.blocks:
                 bn = _first_norm(block)
@@ -84,8 +85,6 @@ def norm_statistics_mismatch(model: nn.Module, x: torch.Tensor) -> list[list[flo
                 std = z.transpose(0, 1).flatten(1).std(dim=1, unbiased=False)  # (C,)
                 ratios.append(float((std / torch.sqrt(bn.running_var + bn.eps)).mean()))
             out.append(ratios)
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -98,7 +97,7 @@ def batch_statistics_accuracy(model: nn.Module, loader) -> float:
     shared by steps whose states have very different scales. The model is
     left unchanged (a copy is run in training mode).
     """
-    from .train import count_correct
+    from .training import count_correct
     probe = copy.deepcopy(model).train()
     device = next(probe.parameters()).device
     correct = n = 0

@@ -353,7 +353,7 @@ def test_training_resumes_after_a_crash_while_checkpointing(tmp_path, monkeypatc
     """The checkpoint of epoch 2 fails at its rename: epoch 1's checkpoint survives, and training resumes from it."""
     from itercourse.data import load_dataset
     from itercourse.models import ResNetConfig, build_resnet
-    from itercourse.train import TrainConfig, train
+    from itercourse.training import TrainConfig, train
 
     torch.set_num_threads(1)
     data = load_dataset("digitclutter", root=str(tmp_path / "data"), train_size=32, test_size=16)

@@ -94,7 +94,7 @@ def good_npz(t: Path) -> Path:
 def tiny_experiment(**kw):
     from itercourse.experiments import ExperimentConfig
     from itercourse.models import ResNetConfig
-    from itercourse.train import TrainConfig
+    from itercourse.training import TrainConfig
     return ExperimentConfig(experiment="errors", dataset="digitclutter", train_size=16, test_size=8, index_size=8,
                             model=ResNetConfig(in_channels=1, widths=(4, 4), blocks=(2, 2), branch_norm="none"),
                             train=TrainConfig(epochs=1, batch_size=8, fast=False, augment=False), **kw)

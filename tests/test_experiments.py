@@ -13,10 +13,12 @@ import pytest
 import torch
 
 from itercourse import experiments as ex
-from itercourse.experiments import ExperimentConfig, Result, load_grid, load_results, result_path, run, sweep
+from itercourse.experiments import ExperimentConfig, Result, load_results, result_path, run
+from itercourse import sweeps
+from itercourse.sweeps import load_grid, sweep
 from itercourse.io import CorruptFileError, read_json
 from itercourse.models import ResNetConfig
-from itercourse.train import TrainConfig
+from itercourse.training import TrainConfig
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +164,7 @@ KILL_SCRIPT = """
 import importlib, os, signal, sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
-tr = importlib.import_module("itercourse.train")   # the module (itercourse.train is also a function's name)
+import itercourse.training as tr   # the module; itercourse.train is the function
 from test_experiments import tiny
 from itercourse.experiments import run
 real_save = tr.atomic_torch_save
@@ -211,17 +213,17 @@ def test_truncated_checkpoint_is_not_used(tmp_path, data_root):
 
 def test_half_finished_sweep_resumes(tmp_path, data_root, monkeypatch, count_training):
     configs = [tiny(seed=s) for s in range(3)]
-    real_run = ex.run
+    real_run = sweeps.run
 
     def fail_on_third(cfg, *a, **k):
         if cfg.seed == 2:
             raise KeyboardInterrupt("simulated interruption")
         return real_run(cfg, *a, **k)
-    monkeypatch.setattr(ex, "run", fail_on_third)
+    monkeypatch.setattr(sweeps, "run", fail_on_third)
     with pytest.raises(KeyboardInterrupt):
         sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root, progress=False)
     assert len(count_training) == 2
-    monkeypatch.setattr(ex, "run", real_run)
+    monkeypatch.setattr(sweeps, "run", real_run)
     results = sweep(configs, results_dir=tmp_path, checkpoint_dir=tmp_path / "ck", data_root=data_root,
                     progress=False)
     assert len(count_training) == 3                                     # only the missing one ran
@@ -266,54 +268,17 @@ def test_book_grid_is_the_issue_grid():
     assert [c.seed for c in configs[:10]] == [0] * 10                   # seed 0 of every cell comes first
 
 
-@pytest.mark.parametrize("name", sorted(ex.PRESETS))
-def test_committed_grid_files_match_the_presets(name):
-    path = ROOT / "grids" / f"{name}.yaml"
-    assert path.read_text() == ex.grid_yaml(name), f"regenerate with: python -m itercourse sweep --preset {name} --dump"
+@pytest.mark.parametrize("name", sorted(sweeps.PRESETS))
+def test_dumped_preset_is_the_same_grid(name, tmp_path):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(sweeps.grid_yaml(name))                  # what `sweep --preset NAME --dump` prints
     assert [c.id for c in load_grid(path)] == [c.id for c in load_grid(name)]
 
 
 def test_grid_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="grid"):
-        ex.expand_grid({}, {"coupling": []})
+        sweeps.expand_grid({}, {"coupling": []})
     with pytest.raises(ValueError, match="grid key"):
-        ex.expand_grid({}, {"optimizer.lr": [1]})
+        sweeps.expand_grid({}, {"optimizer.lr": [1]})
     with pytest.raises(FileNotFoundError, match="presets"):
         load_grid(str(tmp_path / "missing.yaml"))
-
-
-# ---------------------------------------------------------------- verdicts (report.py)
-
-def fake_results(effect: float, noise: float, seeds=(0, 1)):
-    """Synthetic grid results with a known answer: recurrence rises by ``effect`` from coupling 0 to 1,
-    convergence by ``effect`` with the constraint, accuracy falls by ``effect`` with coupling."""
-    from types import SimpleNamespace as NS
-    rng = torch.Generator().manual_seed(0)
-    out = []
-    for seed in seeds:
-        for c in (None, 0.9):
-            for lam in (0.0, 0.5, 1.0):
-                jitter = lambda: noise * float(torch.randn(1, generator=rng))    # noqa: E731
-                cfg = NS(train=NS(coupling=lam), model=NS(spectral_coeff=c), seed=seed)
-                out.append(NS(config=cfg, final_test_acc=0.5 - effect * lam + jitter(), history=NS(train_acc=[0.5]),
-                              extras={}, indices={"recurrence": 0.1 + effect * lam + jitter(),
-                                                  "recurrence_performance": 0.0 + effect * lam + jitter(),
-                                                  "convergence": 0.2 + (effect if c else 0.0) + jitter(),
-                                                  "divergence": 0.5 + jitter()}))
-    return out
-
-
-def test_claim_verdicts_on_grids_with_known_answers():
-    from itercourse.report import claim_verdicts
-    clear = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.6, noise=0.01))}
-    assert clear[("coupling makes ResNets iterative", "recurrence")] == "supported"
-    assert clear[("the Lipschitz constraint makes ResNets convergent", "convergence")] == "supported"
-    assert clear[("the Lipschitz constraint makes ResNets convergent", "divergence")].startswith("not resolved")
-    assert clear[("coupling does not improve accuracy", "final_test_acc")] == "supported (it lowered accuracy)"
-    assert clear[("conventionally trained ResNets do not learn iterative solutions", "recurrence")] == "supported"
-    backwards = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=-0.6, noise=0.01))}
-    assert backwards[("coupling makes ResNets iterative", "recurrence")] == "contradicted"
-    assert backwards[("coupling does not improve accuracy", "final_test_acc")] == "contradicted"
-    noisy = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.03, noise=0.2))}
-    assert noisy[("coupling makes ResNets iterative", "recurrence")].startswith("not resolved")
-    assert noisy[("coupling does not improve accuracy", "final_test_acc")] == "supported (no resolved change)"

@@ -14,7 +14,7 @@ from itercourse.lipschitz import (FixedPointResult, apply_spectral_norm, branch_
                                   conv_geometry, conv_operator_norm, conv_operator_norm_fft,
                                   fixed_point_iteration, invert_residual, reshaped_norm)
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.train import task_loss
+from itercourse.training import task_loss
 
 torch.set_num_threads(1)
 

@@ -12,7 +12,7 @@ from itercourse.refinement import (PerBlock, borderline_examples, drop_block_acc
                                    gradient_alignment, norm_ratios, unroll_accuracy)
 from itercourse.toys import (expected_alignment, expected_norm_ratios, make_gradient_step_network,
                              quadratic_loss)
-from itercourse.train import correct_mask, evaluate, task_loss
+from itercourse.training import correct_mask, evaluate, task_loss
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(2, 3), input_size=12)

@@ -1,5 +1,4 @@
 """The training loop: objectives, schedules, and resuming an interrupted run without losing anything."""
-import importlib
 
 import pytest
 import torch
@@ -7,9 +6,9 @@ import torch
 from itercourse.data import load_dataset
 from itercourse.io import CorruptFileError, torch_load_verified
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.train import (TrainConfig, count_correct, evaluate, learning_rate, task_loss, train)
+from itercourse.training import (TrainConfig, count_correct, evaluate, learning_rate, task_loss, train)
 
-train_module = importlib.import_module("itercourse.train")  # `itercourse.train` is also the function
+import itercourse.training as train_module  # noqa: E402  (itercourse.train is the function)
 torch.set_num_threads(1)
 TINY_MODEL = ResNetConfig(in_channels=1, widths=(4, 8), blocks=(2, 1), shortcut="dropout")  # stochastic on purpose
 TINY_TRAIN = dict(epochs=3, batch_size=32, lr=0.05, fast=False, augment=True, seed=3)

@@ -22,8 +22,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .coupling import GradientCoupling, make_blocks_identical
 from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
 from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
+from .walk import device_of, eval_mode
 
 SCHEDULES = ("cosine", "step", "constant")
 
@@ -160,21 +162,39 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device=None, **forward_kw) -> dict:
-    """Mean loss and accuracy of ``model`` over every batch of ``loader`` (eval mode)."""
-    device = resolve_device(device) if device is not None else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    """Mean loss and accuracy of ``model`` over every batch of ``loader`` (eval mode, previous mode restored)."""
+    device = resolve_device(device) if device is not None else device_of(model)
     loss_sum, correct, n = 0.0, 0, 0
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x, **forward_kw)
-        loss_sum += float(task_loss(logits, y, reduction="sum"))
-        correct += count_correct(logits, y)
-        n += len(y)
-    model.train(was_training)
+    with eval_mode(model):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = model(x, **forward_kw)
+            loss_sum += float(task_loss(logits, y, reduction="sum"))
+            correct += count_correct(logits, y)
+            n += len(y)
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate() needs at least one batch")
     return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+
+
+def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
+    """Factor by which training at coupling strength 1 shrinks the differences between blocks: ``D_T = c * D_0``.
+
+    At ``lam = 1`` the deviations ``D_i = W_i - W_bar`` get no gradient, only
+    weight decay ``omega``, through SGD with momentum ``mu`` (torch's rule,
+    dampening 0) and the learning rates ``eta_t`` of ``cfg``'s schedule:
+
+        b <- mu b + omega D,    D <- D - eta_t b        (so roughly c ~ exp(-omega sum_t eta_t / (1 - mu)))
+
+    The recurrence is linear, so one scalar run of it gives ``c`` exactly.
+    ``total_steps`` is the number of SGD steps.
+    """
+    check_positive_int("total_steps", total_steps)
+    d, b = 1.0, 0.0
+    for t in range(total_steps):
+        b = cfg.momentum * b + cfg.weight_decay * d
+        d -= learning_rate(cfg, t, total_steps) * b
+    return d
 
 
 # ---------------------------------------------------------------- the loop
@@ -202,12 +222,10 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                          f"({len(data.train_labels)} images); use a batch_size <= the training-set size")
 
     coupling = None
-    if cfg.coupling is not None or cfg.identical_init:
-        from .coupling import GradientCoupling, make_blocks_identical
-        if cfg.identical_init:
-            make_blocks_identical(model)
-        if cfg.coupling is not None:
-            coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
+    if cfg.identical_init:
+        make_blocks_identical(model)
+    if cfg.coupling is not None:
+        coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
 
     amp_dtype = autocast_dtype(device, cfg.fast)
     if cfg.fast:

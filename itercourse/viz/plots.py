@@ -1,11 +1,15 @@
-"""Figures shared by the chapters.
+"""Every figure of the book: refinement metrics (ch. 2), unrolling curves (ch. 5), grids of results (ch. 7-8).
 
 Every function takes ``ax=None`` (or a figure), draws, and returns the axes it
-drew on; none calls ``plt.show()``: notebooks arrange and show figures.
+drew on (or the figure); none calls ``plt.show()``: notebooks arrange and show figures.
 """
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import NullLocator
+
+from ..report import INDEX_KEYS, INDEX_RANGES, INDEX_TITLES, cells, constraint_of, coupling_of
 
 
 def _axes(ax, figsize=(6.0, 3.5)):
@@ -141,3 +145,114 @@ def plot_refinement_summary(report: dict, fig=None, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------- chapter 5: a block iterated beyond its depth
+
+def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
+    """Three panels over the extra iterations t: relative update, norm growth per step, change of direction."""
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    t = range(1, len(curves["update"]) + 1)
+    for ax, key, ylabel in zip(axes, ("update", "growth", "turn"),
+                               (r"$\|h_{t+1}-h_t\| / \|h_t\|$", r"$\|h_{t+1}\| / \|h_t\|$",
+                                r"$1 - \cos(h_t, h_{t+1})$")):
+        ax.plot(t, curves[key], label=label, **plot_kw)
+        if key != "growth":                                   # growth factors stay within a decade: linear
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("extra iterations of the last block, t")
+        ax.set_ylabel(ylabel)
+        if k is not None:
+            ax.axvline(k, color="grey", lw=0.8, ls=":")
+    return axes
+
+
+def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str = ""):
+    """One network's unrolling: the three :func:`plot_unroll_curves` panels and accuracy against extra steps."""
+    steps = list(steps)
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    plot_unroll_curves(curves, axes[:3], k=k)
+    axes[3].plot(steps, accuracy, "o-")
+    axes[3].axvline(k, color="grey", lw=0.8, ls=":")
+    axes[3].set_xlabel("extra iterations k")
+    axes[3].set_ylabel("test accuracy")
+    axes[3].set_xscale("symlog", linthresh=1)
+    axes[3].xaxis.set_minor_locator(NullLocator())
+    axes[3].set_ylim(0, 1)
+    near = min(range(len(steps)), key=lambda j: abs(steps[j] - k))
+    fig.suptitle(f"{name}: accuracy {accuracy[near]:.3f} after k = {steps[near]} extra iterations"
+                 + (f" · {title}" if title else ""))
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- chapters 7-8: a coupling x constraint grid
+
+def _colours(keys):
+    palette = {"none": "tab:blue"}
+    others = ["tab:orange", "tab:green", "tab:red", "tab:purple"]
+    for k in keys:
+        if k not in palette:
+            palette[k] = others[(len(palette) - 1) % len(others)]
+    return palette
+
+
+def plot_vs_coupling(results, metric: str = "final_test_acc", ax=None, *, title: str | None = None,
+                     ylabel: str | None = None):
+    """``metric`` against coupling strength: every seed as a dot, the cell mean as a line, one colour per constraint."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 3.2))
+    table = cells(results, metric)
+    colours = _colours(sorted({k[0] for k in table}, key=lambda k: (k != "none", k)))
+    for con in colours:
+        keys = sorted(k for k in table if k[0] == con)
+        if not keys:
+            continue
+        lams = [k[1] for k in keys]
+        offset = 0.012 * (list(colours).index(con) - 0.5)
+        for k in keys:
+            vals = table[k]["values"]
+            ax.plot([k[1] + offset] * len(vals), vals, "o", ms=4, alpha=0.55, color=colours[con])
+        ax.plot(lams, [table[k]["mean"] for k in keys], "-", color=colours[con],
+                label=f"{'no constraint' if con == 'none' else 'Lip(F) <= ' + con[2:]}")
+    ax.set_xlabel("coupling strength $\\lambda$")
+    ax.set_ylabel(ylabel or metric.replace("_", " "))
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_indices(results, axes=None):
+    """The indices against coupling, one panel each, both constraints; returns the figure."""
+    keys = [k for k in INDEX_KEYS if any(k in r.indices for r in results)]
+    if axes is None:
+        fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
+    axes = np.atleast_1d(axes)
+    for k, ax in zip(keys, axes):
+        plot_vs_coupling(results, k, ax, title=INDEX_TITLES[k], ylabel="index")
+        ax.set_ylim(*INDEX_RANGES[k])            # the index's whole range: small wiggles look small
+    fig = axes[0].figure
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_effective_parameters(results, extra=(), ax=None):
+    """Test accuracy against effective parameters (coupling.effective_parameters), grid and ``extra`` runs."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.4))
+    colours = _colours(sorted({constraint_of(r) for r in list(results) + list(extra)}, key=lambda k: (k != "none", k)))
+    for r in results:
+        ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, s=12 + 40 * coupling_of(r),
+                   color=colours[constraint_of(r)], alpha=0.6)
+    for r in extra:
+        ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, marker="x", s=50,
+                   color=colours[constraint_of(r)])
+    for con, colour in colours.items():
+        ax.scatter([], [], color=colour, label="no constraint" if con == "none" else f"Lip(F) <= {con[2:]}")
+    ax.legend(fontsize=8)
+    ax.set_xlabel("effective parameters (thousands)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("dots: grid (size ~ coupling); x: narrower uncoupled net", fontsize=9)
+    return ax

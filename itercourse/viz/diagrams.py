@@ -10,7 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 from torch import nn
 
-from .blocks import ResidualUnit
+from ..blocks import ResidualUnit
 
 _COLOURS = {"BN": "#f6c85f", "ReLU": "#9dd866", "conv": "#6fb1e0", "gate": "#ca472f"}
 _SHORTCUT_TEXT = {"identity": "x", "scaled": "0.5 · x", "exclusive_gate": "(1 − g) · x",

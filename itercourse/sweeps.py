@@ -1,0 +1,288 @@
+"""Grids of experiments: the presets, expanding a grid into configs, and a resumable ``sweep``.
+
+A grid is a base config plus lists of values for some fields; every
+combination is one :class:`itercourse.experiments.ExperimentConfig`:
+
+    configs = product(grid[k1], grid[k2], ...) applied to base     (first key varies slowest)
+
+The book's grids are the Python :data:`PRESETS` below, the one source of
+their values: ``python -m itercourse sweep --preset NAME`` runs one,
+``--dump`` prints it as YAML to edit and run as a file, and the ``run``
+command's defaults are the Digitclutter preset's values.
+``sweep(configs)`` runs a grid locally or through submitit (SLURM job
+arrays), skipping every config whose result already verifies, and
+:func:`committed_or_sweep` gives a chapter the committed results of a grid,
+or (in smoke mode) a tiny grid trained in a temporary folder.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import multiprocessing as mp
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .errors import check_choice, check_positive_int
+from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
+from .smoke import is_smoke
+
+EXECUTORS = ("local", "submitit")
+
+
+# ---------------------------------------------------------------- grids
+
+def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
+    """Every combination of the ``grid`` values applied to the ``base`` config dict.
+
+    Grid keys name a field: ``coupling`` / ``spectral_coeff`` / ``seed`` (the
+    three of the book's grid), or any dotted path ``model.X`` / ``train.X`` /
+    top-level ``X``. The first key varies slowest, so with ``seed`` first a
+    sweep finishes every cell of seed 0 before it starts seed 1 (a stopped
+    sweep then leaves whole replicates). ``train.identical_init: "coupled"``
+    in ``base`` means True exactly when coupling > 0.
+    """
+    if not isinstance(grid, dict):
+        raise TypeError(f"grid={grid!r} must be a mapping from field name to a list of values")
+    keys = list(grid)
+    for k in keys:
+        if not isinstance(grid[k], (list, tuple)) or len(grid[k]) == 0:
+            raise ValueError(f"grid[{k!r}]={grid[k]!r} must be a non-empty list of values")
+    configs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        d = copy.deepcopy(base)
+        d.setdefault("model", {})
+        d.setdefault("train", {})
+        for k, v in zip(keys, values):
+            _set_path(d, _GRID_ALIASES.get(k, k), v)
+        if d["train"].get("identical_init") == "coupled":
+            d["train"]["identical_init"] = bool(d["train"].get("coupling") or 0)
+        configs.append(ExperimentConfig.from_dict(d))
+    return configs
+
+
+_GRID_ALIASES = {"coupling": "train.coupling", "spectral_coeff": "model.spectral_coeff"}
+
+
+def _set_path(d: dict, dotted: str, value):
+    parts = dotted.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("model", "train")):
+        raise ValueError(f"grid key {dotted!r} must be a top-level field, 'model.<field>' or 'train.<field>'")
+    target = d[parts[0]] if len(parts) == 2 else d
+    target[parts[-1]] = value
+
+
+def load_grid(spec) -> list[ExperimentConfig]:
+    """Configs of a grid given as a dict ``{base..., grid: {...}}``, a YAML path, or a preset name."""
+    if isinstance(spec, str) and spec in PRESETS:
+        spec = PRESETS[spec]()
+    elif isinstance(spec, (str, os.PathLike)):
+        path = Path(spec)
+        if not path.exists():
+            raise FileNotFoundError(f"grid file {str(path)!r} does not exist; presets: {sorted(PRESETS)}")
+        spec = yaml.safe_load(path.read_text())
+    if not isinstance(spec, dict) or "grid" not in spec:
+        raise ValueError("a grid must be a mapping with the base config fields and a 'grid' mapping, e.g. "
+                         "{experiment: ..., model: {...}, train: {...}, grid: {coupling: [0, 1], seed: [0, 1]}}")
+    base = {k: v for k, v in spec.items() if k not in ("grid", "description")}
+    return expand_grid(base, spec["grid"])
+
+
+def grid_yaml(name: str) -> str:
+    """A preset as YAML text: a grid file to edit and pass to ``python -m itercourse sweep FILE``."""
+    spec = PRESETS[name]()
+    head = f"# {spec.get('description', name)}\n# Generated from itercourse.sweeps.PRESETS[{name!r}].\n"
+    return head + yaml.safe_dump({k: v for k, v in spec.items() if k != "description"}, sort_keys=False)
+
+
+def _book_grid(values=None) -> dict:
+    return {"seed": [0, 1], "spectral_coeff": [None, 0.9], "coupling": [0.0, 0.25, 0.5, 0.75, 1.0],
+            **(values or {})}
+
+
+def _preset_digitclutter() -> dict:
+    # Scale chosen from a measured pilot on this 2-core machine: ~25-55 s per epoch of 12k images
+    # (1 thread, bf16 autocast, other jobs sharing the cores); 3-digit exact-set accuracy ~0.3 after 4 epochs.
+    return {
+        "description": "Chapter 7: Digitclutter, coupling x Lipschitz constraint x seeds, sized for 2 CPU cores",
+        "experiment": "digitclutter_grid", "dataset": "digitclutter",
+        "train_size": 12_000, "test_size": 2_000, "data_seed": 0, "index_size": 1_000,
+        "model": {"in_channels": 1, "num_classes": 10, "widths": [8, 16, 32], "blocks": [4, 4, 4],
+                  "branch_norm": "none", "spectral_flavour": "operator"},
+        "train": {"epochs": 5, "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4, "schedule": "cosine",
+                  "augment": False, "identical_init": "coupled", "fast": True},
+        "grid": _book_grid(),
+    }
+
+
+def _preset_equal_params() -> dict:
+    # Chapter 7's "equal effective number of parameters" comparison: an ordinary (uncoupled) ResNet of the
+    # grid's depth, narrowed so that its parameter count (45,095) matches the effective parameter count of
+    # the fully coupled grid network (42,578 = its distinct weights); same data and recipe as the grid.
+    spec = _preset_digitclutter()
+    spec.update(description="Chapter 7: an uncoupled ResNet with as many parameters as the recurrent one has "
+                            "effective parameters", experiment="digitclutter_equal_params")
+    spec["model"] = {**spec["model"], "widths": [5, 10, 20]}
+    spec["grid"] = {"seed": [0, 1], "spectral_coeff": [None, 0.9], "coupling": [0.0]}
+    return spec
+
+
+def _preset_smoke() -> dict:
+    return {
+        "description": "A seconds-long grid that exercises every code path (not a result)",
+        "experiment": "smoke_grid", "dataset": "digitclutter",
+        "train_size": 256, "test_size": 128, "data_seed": 0, "index_size": 64,
+        "model": {"in_channels": 1, "num_classes": 10, "widths": [4, 8], "blocks": [2, 2],
+                  "branch_norm": "none"},
+        "train": {"epochs": 1, "batch_size": 64, "lr": 0.05, "augment": False, "identical_init": "coupled",
+                  "fast": False},
+        "grid": {"seed": [0], "spectral_coeff": [None, 0.9], "coupling": [0.0, 1.0]},
+    }
+
+
+def _preset_gpu(dataset: str) -> dict:
+    classes = 100 if dataset == "cifar100" else 10
+    channels = 1 if dataset == "mnist" else 3
+    return {
+        "description": f"Chapter 8: {dataset} on one GPU, coupling x Lipschitz constraint x seeds (ResNet-20-like)",
+        "experiment": f"{dataset}_grid", "dataset": dataset,
+        "train_size": None, "test_size": None, "data_seed": 0, "index_size": 2_000,
+        "model": {"in_channels": channels, "num_classes": classes, "widths": [16, 32, 64], "blocks": [3, 3, 3],
+                  "branch_norm": "none"},
+        "train": {"epochs": 15 if dataset == "mnist" else 30, "batch_size": 128, "lr": 0.05,
+                  "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "identical_init": "coupled",
+                  "fast": True},
+        "grid": _book_grid({"seed": [0, 1, 2]}),
+    }
+
+
+PRESETS = {
+    "digitclutter": _preset_digitclutter,
+    "digitclutter_equal_params": _preset_equal_params,
+    "smoke": _preset_smoke,
+    "mnist": lambda: _preset_gpu("mnist"),
+    "cifar10": lambda: _preset_gpu("cifar10"),
+    "cifar100": lambda: _preset_gpu("cifar100"),
+}
+
+
+# ---------------------------------------------------------------- sweeps
+
+def _run_job(cfg_dict: dict, results_dir: str, checkpoint_dir: str, device, data_root: str,
+             threads: int | None) -> dict:
+    """One grid point in a worker process (local pool or submitit job); returns the result as JSON."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = ExperimentConfig.from_dict(cfg_dict)
+    return run(cfg, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False,
+               log=lambda *a: None).to_json()
+
+
+def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint_dir="checkpoints",
+          device=None, data_root="data", workers: int = 1, threads: int | None = None,
+          cluster: str | None = None, submitit_folder="submitit_logs", slurm: dict | None = None,
+          progress: bool = True, log=print) -> list[Result]:
+    """Run every config of a grid that has no verified result yet; return all results in grid order.
+
+    ``executor="local"``: in this process (``workers=1``) or in ``workers``
+    spawned processes, each using ``threads`` torch threads.
+    ``executor="submitit"``: one job per pending config, submitted as a
+    SLURM job array through ``submitit.AutoExecutor(cluster=cluster)``
+    (``cluster="local"`` runs them as local processes, ``"debug"`` in this
+    one); ``slurm`` holds executor parameters such as
+    ``{"timeout_min": 60, "slurm_partition": "gpu", "gpus_per_node": 1}``.
+    A sweep that stopped half-way resumes: done configs are loaded, not rerun.
+    """
+    configs = list(configs)
+    for c in configs:
+        if not isinstance(c, ExperimentConfig):
+            raise TypeError(f"configs must be ExperimentConfig objects; got {c!r}")
+    check_choice("executor", executor, EXECUTORS)
+    check_positive_int("workers", workers)
+    if len({c.id for c in configs}) != len(configs):
+        raise ValueError("configs contains duplicates (two configs with the same id)")
+    pending = [c for c in configs if not is_done(c, results_dir)]
+    bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc="grid", disable=not progress)
+    args = lambda c: (asdict(c), str(results_dir), str(checkpoint_dir), device, str(data_root), threads)
+
+    if executor == "submitit" and pending:
+        import submitit                                # imported only when chosen
+        ex = submitit.AutoExecutor(folder=str(submitit_folder), cluster=cluster)
+        params = {"timeout_min": 60, **(slurm or {})}
+        if ex.cluster == "slurm":
+            params.setdefault("slurm_array_parallelism", 32)
+        ex.update_parameters(**params)
+        with ex.batch():                              # one SLURM job array for the whole batch
+            jobs = [ex.submit(_run_job, *args(c)) for c in pending]
+        for job in jobs:
+            job.result()                              # re-raises a job's exception with its traceback
+            bar.update(1)
+    elif workers == 1 or len(pending) <= 1:
+        for c in pending:
+            bar.set_postfix_str(c.label())
+            if threads is not None:
+                torch.set_num_threads(threads)
+            run(c, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False, log=log)
+            bar.update(1)
+    elif pending:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_run_job, *args(c)): c for c in pending}
+            for fut in as_completed(futures):
+                fut.result()
+                bar.set_postfix_str(futures[fut].label())
+                bar.update(1)
+    bar.close()
+    results = [load_result(c, results_dir) for c in configs]
+    missing = [c.label() for c, r in zip(configs, results) if r is None]
+    if missing:
+        raise RuntimeError(f"{len(missing)} configs finished without a verified result: {missing}")
+    return results
+
+
+# ---------------------------------------------------------------- the book's results, or a smoke grid
+
+@dataclass
+class GridResults:
+    """The results a chapter shows and where they came from."""
+
+    results: list          # one Result per config, in grid order
+    folder: Path           # the results folder they were loaded from or written to
+    committed: bool        # True: the repository's committed results; False: trained now (temporary folder)
+
+
+def find_results_dir(start=None) -> Path | None:
+    """The repository's ``results/`` folder, seen from a chapter (``book/``) or the repository root."""
+    here = Path.cwd() if start is None else Path(start)
+    return next((p / "results" for p in (here, here.parent) if (p / "results").is_dir()), None)
+
+
+def committed_or_sweep(configs, smoke_configs=None, *, results_dir=None, require: bool = False,
+                       name: str = "itercourse", preset: str | None = None) -> GridResults:
+    """The committed results of ``configs``; in smoke mode a sweep of ``smoke_configs`` in a temporary folder.
+
+    Outside smoke mode, when some result of ``configs`` is missing from the
+    committed folder: ``require=True`` raises ``FileNotFoundError`` naming the
+    sweep command (``preset``) that computes them; otherwise the smoke grid
+    (default: ``configs``) is trained in a temporary folder, never the
+    committed one.
+    """
+    configs = list(configs)
+    folder = Path(results_dir) if results_dir is not None else find_results_dir()
+    if not is_smoke() and folder is not None and all(is_done(c, folder) for c in configs):
+        by_id = {r.id: r for e in {c.experiment for c in configs} for r in load_results(e, folder)}
+        return GridResults([by_id[c.id] for c in configs], folder, True)
+    if not is_smoke() and require:
+        missing = [c.label() for c in configs if folder is None or not is_done(c, folder)]
+        raise FileNotFoundError(f"{len(missing)} of {len(configs)} results are missing from {folder}: {missing}. "
+                                f"Run: python -m itercourse sweep --preset {preset or '<name>'}")
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    results = sweep(configs if smoke_configs is None else smoke_configs, results_dir=tmp,
+                    checkpoint_dir=tmp / "checkpoints", data_root=tmp / "data", progress=False,
+                    log=lambda *a: None)
+    return GridResults(results, tmp, False)
