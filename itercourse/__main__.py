@@ -92,6 +92,22 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def _threads(text: str) -> int:
+    """``--threads``: torch's thread count, an integer >= 1 (no config holds it)."""
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {n}; must be an integer >= 1")
+    return n
+
+
+def _num_digits(text: str) -> int:
+    """``--num-digits``: digits per Digitclutter image, 1..10 (checked before any data is made)."""
+    n = int(text)
+    if not 1 <= n <= 10:
+        raise argparse.ArgumentTypeError(f"invalid value {n}; allowed: 1..10")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     book = PRESETS["digitclutter"]()          # `run` defaults: one point of chapter 7's grid
     m, t = book["model"], book["train"]
@@ -107,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="where per-epoch checkpoints go (default: checkpoints)")
         q.add_argument("--data-root", default="data", help="dataset folder (default: data)")
         q.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default: auto)")
-        q.add_argument("--threads", type=int, default=None, help="torch CPU threads per process (default: torch's)")
+        q.add_argument("--threads", type=_threads, default=None, help="torch CPU threads per process (default: torch's)")
 
     r = sub.add_parser("run", help="train and analyse one configuration (cached by its hash)",
                        formatter_class=_formatter, epilog=RUN_EPILOG,
@@ -118,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"training images (default: {book['train_size']})")
     r.add_argument("--test-size", type=int, default=book["test_size"],
                    help=f"test images (default: {book['test_size']})")
-    r.add_argument("--num-digits", type=int, default=None, help="digits per Digitclutter image (default: 3)")
+    r.add_argument("--num-digits", type=_num_digits, default=None, help="digits per Digitclutter image (default: 3)")
     r.add_argument("--depth", type=int, default=None,
                    help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
     r.add_argument("--widths", type=int, nargs="+", default=m["widths"], metavar="W",
@@ -170,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=_formatter, epilog=DIGITCLUTTER_EPILOG,
                        description="Generate images of overlapping digits (Spoerer et al. 2017) as a .npz file.")
     d.add_argument("--n", type=int, default=1000, help="number of images (default: 1000)")
-    d.add_argument("--num-digits", type=int, default=3, help="digits per image, 1-10 (default: 3)")
+    d.add_argument("--num-digits", type=_num_digits, default=3, help="digits per image, 1-10 (default: 3)")
     d.add_argument("--size", type=int, default=32, help="image side in pixels (default: 32)")
     d.add_argument("--seed", type=int, default=0, help="default: 0")
     d.add_argument("--debris", action="store_true", help="add digit debris fragments (digit debris task)")
@@ -182,14 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_flags(parser, args) -> None:
     """What only the command line can get wrong (the configs check every value themselves)."""
+    sweep_cmd = parser.subcommands["sweep"]
     if args.command == "sweep" and (args.grid is None) == (args.preset is None):
-        parser.subcommands["sweep"].error("argument GRID/--preset: give exactly one: a grid YAML file or "
-                                          "--preset NAME")
+        sweep_cmd.error("argument GRID/--preset: give exactly one: a grid YAML file or --preset NAME")
+    if args.command == "sweep" and args.grid is not None and not Path(args.grid).is_file():
+        sweep_cmd.error(f"argument GRID: no such file {args.grid!r}; try --preset digitclutter, or write a "
+                        "grid file with --preset NAME --dump")
 
 
 def _as_flag(sub, message: str) -> str:
     """A config's error ``name=value ...`` as argparse words it: ``argument --name: name=value ...``."""
-    flag = "--" + message.split("=", 1)[0].replace("_", "-")
+    flag = "--" + message.split("=", 1)[0].split("[", 1)[0].replace("_", "-")
     return f"argument {flag}: {message}" if "=" in message and flag in sub._option_string_actions else message
 
 

@@ -30,11 +30,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import nbformat
 
 from .errors import check_choice
 from .io import atomic_write_bytes
@@ -155,9 +158,6 @@ def stable_cell_ids(path) -> Path:
     ``generate`` would rewrite the committed student notebook even when
     nothing changed.
     """
-    import hashlib
-
-    import nbformat
     nb = nbformat.read(str(path), as_version=4)
     for i, cell in enumerate(nb.cells):
         digest = hashlib.sha1(f"{i}\0{cell.cell_type}\0{cell.source}".encode()).hexdigest()

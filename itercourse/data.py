@@ -23,10 +23,12 @@ import hashlib
 import os
 import socket
 from typing import Iterator
+from urllib.error import URLError
 
 import numpy as np
 import torch
 import torch.nn.functional as Fn
+import torchvision
 
 from . import digitclutter as dc
 from .errors import check_choice, check_int, check_positive_int
@@ -188,8 +190,6 @@ def _missing_files_error(name: str, root: str, cause: BaseException | None) -> F
 
 def _torchvision_split(name: str, root: str, train: bool, download: bool):
     """(images uint8 (N, C, H, W), labels int64 (N,)) read by torchvision's own dataset class."""
-    import torchvision
-    from urllib.error import URLError
 
     cls = getattr(torchvision.datasets, _SOURCES[name][0])
     old_timeout = socket.getdefaulttimeout()

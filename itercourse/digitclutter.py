@@ -54,8 +54,10 @@ import io
 import os
 from functools import lru_cache
 
+import matplotlib
 import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from .errors import check_int, check_positive_int, check_range
 from .io import CorruptFileError, atomic_write_bytes
@@ -71,7 +73,6 @@ CHUNK = 1024          # images per random-number chunk: image i never depends on
 
 
 def _font_path() -> str:
-    import matplotlib
     return os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans-Bold.ttf")
 
 
@@ -82,8 +83,6 @@ def _hires_glyphs(size: int):
     Returns ``(U, F, centre)``: arrays (10, Hh, Wh) in [0, 1] and the (row, col)
     of the common layout-box centre inside them.
     """
-    from PIL import Image, ImageDraw, ImageFont
-
     big = SUPERSAMPLE * size
     font = ImageFont.truetype(_font_path(), max(1, round(FONT_SCALE * big)))
     sw = max(1, round(STROKE_SCALE * big / 2))          # stroke extends sw px outside the face

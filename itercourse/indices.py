@@ -59,6 +59,7 @@ import torch
 
 from .errors import check_choice, check_int
 from .training import correct_mask, task_loss
+from .walk import check_model, device_of, eval_mode, finish, stage_states
 
 KINDS = ("state", "performance")
 DEPTH_FACTORS = (2, 4)   # extra iterations: the stage is run at 2x and 4x its trained depth

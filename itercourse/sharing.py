@@ -97,9 +97,8 @@ def batch_statistics_accuracy(model: nn.Module, loader) -> float:
     shared by steps whose states have very different scales. The model is
     left unchanged (a copy is run in training mode).
     """
-    from .training import count_correct
     probe = copy.deepcopy(model).train()
-    device = next(probe.parameters()).device
+    device = device_of(probe)
     correct = n = 0
     for x, y in loader:
         x, y = x.to(device), y.to(device)

@@ -27,8 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import check_positive, check_positive_int
-from .models import Stage
+from .errors import check_choice, check_positive, check_positive_int
+from .walk import Stage, stage_states
 
 
 def _check_matrix(A) -> torch.Tensor:
@@ -51,7 +51,6 @@ def quadratic_loss(h: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
 class QuadraticGradientBlock(nn.Module):
     """A residual block that is one gradient-descent step on ``L(h) = ½ hᵀAh``: ``h + F(h)``, ``F(h) = -η A h``."""
 
-    is_transition = False
 
     def __init__(self, A: nn.Parameter, eta: float):
         super().__init__()
@@ -117,20 +116,11 @@ class QuadraticGradientBlocks(nn.Module):
     def stage_states(self, h: torch.Tensor, schedules: dict | None = None) -> list[list[torch.Tensor]]:
         """``[[h_0, h_1, ..., h_n]]``: the one stage's block-boundary states."""
         self._check_input(h)
-        return [self.stages[0].run_blocks(h, (schedules or {}).get(0))]
+        return stage_states(self, h, schedules)
 
     def trajectory(self, h: torch.Tensor) -> list[torch.Tensor]:
         """``[h_0, ..., h_n]``."""
         return self.stage_states(h)[0]
-
-
-def make_gradient_step_network(A: torch.Tensor, eta: float, n_blocks: int, *,
-                               share: bool = False) -> QuadraticGradientBlocks:
-    """``n_blocks`` gradient-descent steps of size ``eta`` on ``L(h) = ½ hᵀAh`` as a residual network.
-
-    ``share=True`` uses literally one block module ``n_blocks`` times (a recurrent network).
-    """
-    return QuadraticGradientBlocks(A, eta, n_blocks, share=share)
 
 
 def _powers(A: torch.Tensor, eta: float, n: int) -> list[torch.Tensor]:
@@ -172,9 +162,9 @@ def expected_norm_ratios(A: torch.Tensor, eta: float, n_blocks: int, h0: torch.T
 
 
 # =============================================================================================
-# Validation systems for the indices of iterative convergence (chapter 6, itercourse.indices).
-# Added by the indices work (issue 6): classifiers whose blocks are known maps, so that the
-# recurrence, convergence and divergence indices can be checked against known answers.
+# Validation systems for the indices of iterative convergence (chapter 6, itercourse.indices):
+# classifiers whose blocks are known maps, so that the recurrence, convergence and divergence
+# indices can be checked against known answers.
 # =============================================================================================
 
 class TargetedGradientBlock(nn.Module):
@@ -189,7 +179,6 @@ class TargetedGradientBlock(nn.Module):
     map that pushes ``h`` away from ``c`` (rate ``1 + |η| λ_max``).
     """
 
-    is_transition = False
 
     def __init__(self, A: torch.Tensor, eta: float):
         super().__init__()
@@ -211,7 +200,6 @@ class TargetedGradientBlock(nn.Module):
 class RandomLinearBlock(nn.Module):
     """An independent random residual step ``h <- h + W h``, ``W_kl ~ N(0, s² / d)``; ``c`` passes unchanged."""
 
-    is_transition = False
 
     def __init__(self, W: torch.Tensor):
         super().__init__()
@@ -235,7 +223,6 @@ class ProjectionBlock(nn.Module):
     rest alone; applying it twice is the same as once (``P² = P``).
     """
 
-    is_transition = False
 
     def __init__(self, P: torch.Tensor):
         super().__init__()
@@ -298,7 +285,7 @@ class PrototypeClassifier(nn.Module):
 
     def stage_states(self, x: torch.Tensor, schedules: dict | None = None) -> list[list[torch.Tensor]]:
         self._check_input(x)
-        return [self.stages[0].run_blocks(self.stem(x), (schedules or {}).get(0))]
+        return stage_states(self, x, schedules)
 
     def trajectory(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.stage_states(x)[0]
@@ -348,7 +335,6 @@ def make_validation_system(kind: str, n_blocks: int = 4, *, dim: int = 16, class
     ``share=True`` makes the quadratic blocks one module applied ``n_blocks``
     times; the maps are the same either way. Everything is drawn from ``seed``.
     """
-    from .errors import check_choice
     check_choice("kind", kind, VALIDATION_SYSTEMS)
     check_positive_int("n_blocks", n_blocks)
     check_positive_int("dim", dim)

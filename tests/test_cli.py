@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+import itercourse.__main__ as cli
 import itercourse.experiments as ex
+from itercourse import sweeps
 from itercourse.__main__ import main
 
 torch.set_num_threads(1)
@@ -32,12 +34,12 @@ def test_every_help_has_examples(capsys, command):
 
 
 @pytest.mark.parametrize("argv,flag,allowed", [
-    (["run", "--coupling", "1.5"], "--coupling", "[0, 1]"),
+    (["run", "--coupling", "1.5"], "--coupling", "[0.0, 1.0]"),
     (["run", "--dataset", "imagenet"], "--dataset", "digitclutter"),
     (["run", "--epochs", "0"], "--epochs", ">= 1"),
     (["run", "--epochs", "two"], "--epochs", "invalid int value"),
     (["run", "--depth", "21"], "--depth", "6m+2"),
-    (["run", "--spectral-coeff", "0.9", "--branch-norm", "bn"], "--spectral-coeff", "--branch-norm none"),
+    (["run", "--spectral-coeff", "0.9", "--branch-norm", "bn"], "--spectral-coeff", "branch_norm='none'"),
     (["sweep", "--preset", "imagenet"], "--preset", "digitclutter"),
     (["sweep"], "GRID/--preset", "exactly one"),
     (["sweep", "no/such/grid.yaml"], "GRID", "no such file"),
@@ -63,7 +65,7 @@ def test_sweep_list_and_dump(capsys):
     code, out, _ = call(capsys, "sweep", "--preset", "digitclutter", "--list", "--results-dir", "/nonexistent")
     assert code == 0 and len(out.splitlines()) == 20 and out.count("pending") == 20
     code, out, _ = call(capsys, "sweep", "--preset", "smoke", "--dump")
-    assert code == 0 and out == (ROOT / "grids" / "smoke.yaml").read_text()
+    assert code == 0 and out == sweeps.grid_yaml("smoke")
 
 
 def test_digitclutter_command_writes_data_and_a_preview(tmp_path, capsys):
@@ -101,7 +103,7 @@ def test_run_then_report(tmp_path, capsys, monkeypatch):
 
 def test_depth_sets_the_blocks_of_a_cifar_resnet(monkeypatch, capsys, tmp_path):
     seen = []
-    monkeypatch.setattr(ex, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
+    monkeypatch.setattr(cli, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
     code, _, err = call(capsys, "run", "--depth", "20", "--widths", "16", "32", "64", "--results-dir", str(tmp_path))
     assert code == 2 and "stop" in err
     assert seen[0].model.blocks == (3, 2, 2) and seen[0].model.depth == 20
@@ -109,8 +111,8 @@ def test_depth_sets_the_blocks_of_a_cifar_resnet(monkeypatch, capsys, tmp_path):
 
 def test_run_defaults_are_a_point_of_the_book_grid(monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(ex, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
-    grid = {(c.train.coupling, c.model.spectral_coeff, c.seed): c.id for c in ex.load_grid("digitclutter")}
+    monkeypatch.setattr(cli, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
+    grid = {(c.train.coupling, c.model.spectral_coeff, c.seed): c.id for c in sweeps.load_grid("digitclutter")}
     for argv, key in ((["--coupling", "0"], (0.0, None, 0)), (["--coupling", "1", "--spectral-coeff", "0.9",
                                                                  "--seed", "1"], (1.0, 0.9, 1))):
         call(capsys, "run", "--experiment", "digitclutter_grid", *argv)

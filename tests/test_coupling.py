@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from itercourse.coupling import (GradientCoupling, block_difference, block_similarity, deviation_decay, block_spread, corresponding_parameters,
-                                 effective_parameters, group_spread, make_blocks_identical)
+from itercourse.coupling import (GradientCoupling, block_difference, block_similarity, block_spread,
+                                 corresponding_parameters, effective_parameters, group_spread, make_blocks_identical)
 from itercourse.data import load_dataset
 from itercourse.models import ResNetConfig, Stage, build_resnet, count_parameters
-from itercourse.training import TrainConfig, task_loss, train
+from itercourse.training import TrainConfig, deviation_decay, task_loss, train
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)

@@ -163,44 +163,44 @@ CASES = [
     Bad("schedule-block-out-of-range", lambda t: tiny_model()(torch.zeros(1, 1, 32, 32), schedules={0: [0, 5]}),
         ValueError, ("schedule=[0, 5]", "5", "0..1")),
     # ---- training recipe (train.py)
-    Bad("zero-epochs", lambda t: _api(M("train"), "TrainConfig")(epochs=0), ValueError, ("epochs=0", ">= 1")),
-    Bad("fractional-epochs", lambda t: _api(M("train"), "TrainConfig")(epochs=2.5),
+    Bad("zero-epochs", lambda t: _api(M("training"), "TrainConfig")(epochs=0), ValueError, ("epochs=0", ">= 1")),
+    Bad("fractional-epochs", lambda t: _api(M("training"), "TrainConfig")(epochs=2.5),
         TypeError, ("epochs=2.5", "integer")),
-    Bad("negative-batch-size", lambda t: _api(M("train"), "TrainConfig")(batch_size=-4),
+    Bad("negative-batch-size", lambda t: _api(M("training"), "TrainConfig")(batch_size=-4),
         ValueError, ("batch_size=-4", ">= 1")),
-    Bad("zero-learning-rate", lambda t: _api(M("train"), "TrainConfig")(lr=0), ValueError, ("lr=0", "(0.0, inf)")),
-    Bad("nan-learning-rate", lambda t: _api(M("train"), "TrainConfig")(lr=NAN), ValueError, ("lr=nan", "(0.0, inf)")),
-    Bad("coupling-above-one", lambda t: _api(M("train"), "TrainConfig")(coupling=1.5),
+    Bad("zero-learning-rate", lambda t: _api(M("training"), "TrainConfig")(lr=0), ValueError, ("lr=0", "(0.0, inf)")),
+    Bad("nan-learning-rate", lambda t: _api(M("training"), "TrainConfig")(lr=NAN), ValueError, ("lr=nan", "(0.0, inf)")),
+    Bad("coupling-above-one", lambda t: _api(M("training"), "TrainConfig")(coupling=1.5),
         ValueError, ("coupling=1.5", "[0.0, 1.0]")),
-    Bad("coupling-negative", lambda t: _api(M("train"), "TrainConfig")(coupling=-0.1),
+    Bad("coupling-negative", lambda t: _api(M("training"), "TrainConfig")(coupling=-0.1),
         ValueError, ("coupling=-0.1", "[0.0, 1.0]")),
-    Bad("coupling-as-text", lambda t: _api(M("train"), "TrainConfig")(coupling="0.5"),
+    Bad("coupling-as-text", lambda t: _api(M("training"), "TrainConfig")(coupling="0.5"),
         TypeError, ("coupling='0.5'", "[0.0, 1.0]")),
-    Bad("schedule-name", lambda t: _api(M("train"), "TrainConfig")(schedule="linear"),
+    Bad("schedule-name", lambda t: _api(M("training"), "TrainConfig")(schedule="linear"),
         ValueError, ("schedule='linear'", "'cosine'", "'step'")),
-    Bad("train-config-as-dict", lambda t: _api(M("train"), "train")(tiny_model(), tiny_data(t), {"epochs": 1}),
+    Bad("train-config-as-dict", lambda t: _api(M("training"), "train")(tiny_model(), tiny_data(t), {"epochs": 1}),
         TypeError, ("cfg={'epochs': 1}", "TrainConfig")),
     Bad("batch-larger-than-training-set",
-        lambda t: _api(M("train"), "train")(tiny_model(), tiny_data(t), _api(M("train"), "TrainConfig")(
+        lambda t: _api(M("training"), "train")(tiny_model(), tiny_data(t), _api(M("training"), "TrainConfig")(
             epochs=1, batch_size=64, fast=False), progress=False),
         ValueError, ("batch_size=64", "16 images", "<= the training-set size")),
     Bad("train-on-mismatched-channels",
-        lambda t: _api(M("train"), "train")(tiny_model(in_channels=3), tiny_data(t), _api(M("train"), "TrainConfig")(
+        lambda t: _api(M("training"), "train")(tiny_model(in_channels=3), tiny_data(t), _api(M("training"), "TrainConfig")(
             epochs=1, batch_size=8, fast=False, augment=False), progress=False),
         ValueError, ("x has 1 channels", "in_channels=3")),
     Bad("checkpoint-where-a-file-is",
-        lambda t: _api(M("train"), "train")(tiny_model(), tiny_data(t), _api(M("train"), "TrainConfig")(
+        lambda t: _api(M("training"), "train")(tiny_model(), tiny_data(t), _api(M("training"), "TrainConfig")(
             epochs=1, batch_size=8, fast=False), checkpoint=a_file(t) / "ckpt.pt", progress=False),
         NotADirectoryError, ("ckpt.pt", "a_file'", "is a file, not a folder"), absent=("a_file/ckpt.pt",)),
-    Bad("device-name", lambda t: _api(M("train"), "train")(tiny_model(), tiny_data(t), device="gpu", progress=False),
+    Bad("device-name", lambda t: _api(M("training"), "train")(tiny_model(), tiny_data(t), device="gpu", progress=False),
         ValueError, ("device='gpu'", "'cpu'", "'cuda'", "'auto'")),
-    Bad("cuda-without-a-gpu", lambda t: _api(M("train"), "evaluate")(tiny_model(), [], device="cuda"),
+    Bad("cuda-without-a-gpu", lambda t: _api(M("training"), "evaluate")(tiny_model(), [], device="cuda"),
         ValueError, ("device='cuda'", "no CUDA GPU", "device='cpu'"), marks=(NO_GPU_ONLY,)),
-    Bad("evaluate-empty-loader", lambda t: _api(M("train"), "evaluate")(tiny_model(), []),
+    Bad("evaluate-empty-loader", lambda t: _api(M("training"), "evaluate")(tiny_model(), []),
         ValueError, ("loader", "no examples", "at least one batch")),
-    Bad("loss-of-an-empty-batch", lambda t: _api(M("train"), "task_loss")(torch.zeros(0, 10), torch.zeros(0).long()),
+    Bad("loss-of-an-empty-batch", lambda t: _api(M("training"), "task_loss")(torch.zeros(0, 10), torch.zeros(0).long()),
         ValueError, ("empty batch", "B = 0", "at least one example")),
-    Bad("loss-labels-of-another-batch", lambda t: _api(M("train"), "task_loss")(torch.zeros(4, 10), torch.zeros(3).long()),
+    Bad("loss-labels-of-another-batch", lambda t: _api(M("training"), "task_loss")(torch.zeros(4, 10), torch.zeros(3).long()),
         ValueError, ("4 rows", "3 labels", "same batch")),
     # ---- data (data.py, digitclutter.py)
     Bad("dataset-that-does-not-exist", lambda t: _api(M("data"), "load_dataset")("imagenet", root=str(t)),
@@ -269,10 +269,10 @@ CASES = [
         TypeError, ("model=Linear", ".stages")),
     # ---- Lipschitz constraint (lipschitz.py)
     Bad("operator-norm-wrong-input-channels",
-        lambda t: _api(M("lipschitz"), "conv_operator_norm")(torch.nn.Conv2d(16, 16, 3), (3, 32, 32)),
+        lambda t: _api(M("opnorm"), "conv_operator_norm")(torch.nn.Conv2d(16, 16, 3), (3, 32, 32)),
         ValueError, ("input_shape=(3, 32, 32)", "3 channels", "16")),
     Bad("operator-norm-of-a-linear-layer",
-        lambda t: _api(M("lipschitz"), "conv_operator_norm")(torch.nn.Linear(2, 2), (2,)),
+        lambda t: _api(M("opnorm"), "conv_operator_norm")(torch.nn.Linear(2, 2), (2,)),
         TypeError, ("conv=Linear", "Conv2d")),
     Bad("spectral-norm-coefficient-zero",
         lambda t: _api(M("lipschitz"), "apply_spectral_norm")(tiny_model(branch_norm="none"), 0),
@@ -309,7 +309,7 @@ CASES = [
         ValueError, ("dataset='imagenet'", "'digitclutter'", "'cifar10'")),
     Bad("experiment-name-with-slash", lambda t: _api(M("experiments"), "ExperimentConfig")(experiment="a/b"),
         ValueError, ("experiment='a/b'", "without '/'")),
-    Bad("sweep-executor-name", lambda t: _api(M("experiments"), "sweep")([], executor="slurm"),
+    Bad("sweep-executor-name", lambda t: _api(M("sweeps"), "sweep")([], executor="slurm"),
         ValueError, ("executor='slurm'", "'local'", "'submitit'")),
     Bad("result-file-unreadable", lambda t: _api(M("experiments"), "Result").from_json(garbage(t, "abc.json")),
         _api(M("io"), "CorruptFileError"), ("abc.json",)),
@@ -373,9 +373,9 @@ TINY_RUN = ["run", "--train-size", "16", "--test-size", "8", "--epochs", "1", "-
             "--widths", "4", "4", "--blocks", "2", "2", "--no-fast", "--device", "cpu"]
 
 CLI_CASES = [
-    BadCli("run-coupling-above-one", lambda t: ["run", "--coupling", "1.5"], ("--coupling", "1.5", "[0, 1]")),
-    BadCli("run-coupling-negative", lambda t: ["run", "--coupling", "-0.2"], ("--coupling", "-0.2", "[0, 1]")),
-    BadCli("run-spectral-coeff-zero", lambda t: ["run", "--spectral-coeff", "0"], ("--spectral-coeff", "0.0", "> 0")),
+    BadCli("run-coupling-above-one", lambda t: ["run", "--coupling", "1.5"], ("--coupling", "1.5", "[0.0, 1.0]")),
+    BadCli("run-coupling-negative", lambda t: ["run", "--coupling", "-0.2"], ("--coupling", "-0.2", "[0.0, 1.0]")),
+    BadCli("run-spectral-coeff-zero", lambda t: ["run", "--spectral-coeff", "0"], ("--spectral-coeff", "0.0", "(0.0, inf)")),
     BadCli("run-dataset-name", lambda t: ["run", "--dataset", "imagenet"],
            ("--dataset", "'imagenet'", "'cifar10'")),
     BadCli("run-unit-name", lambda t: ["run", "--unit", "preactivation"], ("--unit", "'preactivation'", "'preact'")),
@@ -435,4 +435,4 @@ def test_command_line_error_in_a_real_process(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "--coupling" in proc.stderr and "[0, 1]" in proc.stderr, proc.stderr
+    assert "--coupling" in proc.stderr and "[0.0, 1.0]" in proc.stderr, proc.stderr

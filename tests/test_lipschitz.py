@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from itercourse.lipschitz import (FixedPointResult, apply_spectral_norm, branch_lipschitz_bound,
-                                  branch_lipschitz_estimate, branch_lipschitz_report, conv_adjoint, conv_apply,
-                                  conv_geometry, conv_operator_norm, conv_operator_norm_fft,
-                                  fixed_point_iteration, invert_residual, reshaped_norm)
+from itercourse.fixedpoint import FixedPointResult, fixed_point_iteration
+from itercourse.lipschitz import (apply_spectral_norm, branch_lipschitz_bound, branch_lipschitz_estimate,
+                                  branch_lipschitz_report, invert_residual)
+from itercourse.opnorm import (conv_adjoint, conv_apply, conv_geometry, conv_operator_norm, conv_operator_norm_fft,
+                               reshaped_norm)
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.training import task_loss
 
@@ -270,7 +271,7 @@ def test_inverse_of_a_normalised_residual_block_is_a_contraction():
 
 
 def test_unroll_curves_stay_within_the_growth_bound():
-    from itercourse.plots_lipschitz import unroll_curves
+    from itercourse.lipschitz import unroll_curves
     c = 0.5
     model = build_resnet(small_config(spectral_coeff=c), seed=0)
     x = train_steps(model, steps=3)

@@ -10,7 +10,7 @@ from itercourse.blocks import SHORTCUTS, UNITS
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.refinement import (PerBlock, borderline_examples, drop_block_accuracy, flip_margin,
                                    gradient_alignment, norm_ratios, unroll_accuracy)
-from itercourse.toys import (expected_alignment, expected_norm_ratios, make_gradient_step_network,
+from itercourse.toys import (expected_alignment, expected_norm_ratios, QuadraticGradientBlocks,
                              quadratic_loss)
 from itercourse.training import correct_mask, evaluate, task_loss
 
@@ -119,7 +119,7 @@ def _h0(d=5, n=32, seed=0):
 @pytest.mark.parametrize("share", [False, True])
 def test_toy_isotropic_quadratic_gives_cosine_minus_one(share):
     a, eta, d = 2.0, 0.1, 5
-    net = make_gradient_step_network(a * torch.eye(d, dtype=torch.float64), eta, 6, share=share)
+    net = QuadraticGradientBlocks(a * torch.eye(d, dtype=torch.float64), eta, 6, share=share)
     h0 = _h0(d)
     cos = gradient_alignment(net, h0, None, loss_fn=net.loss)
     assert cos.values == pytest.approx([-1.0] * 6, abs=1e-12)
@@ -132,7 +132,7 @@ def test_toy_projection_quadratic_gives_cosine_minus_one():
     q, _ = torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64, generator=g))
     P = q[:, :2] @ q[:, :2].T                                   # rank-2 orthogonal projection
     A, eta = 3.0 * P, 0.2
-    net = make_gradient_step_network(A, eta, 4)
+    net = QuadraticGradientBlocks(A, eta, 4)
     h0 = _h0(6)
     assert gradient_alignment(net, h0, None, loss_fn=net.loss).values == pytest.approx([-1.0] * 4, abs=1e-12)
     # norm ratio by hand, block 0: η ||A h|| / ||h||
@@ -143,7 +143,7 @@ def test_toy_projection_quadratic_gives_cosine_minus_one():
 def test_toy_anisotropic_matches_closed_form():
     A = torch.diag(torch.tensor([1.0, 0.5, 0.2, 0.05], dtype=torch.float64))
     eta, n = 0.5, 5
-    net = make_gradient_step_network(A, eta, n)
+    net = QuadraticGradientBlocks(A, eta, n)
     h0 = _h0(4)
     cos = gradient_alignment(net, h0, None, loss_fn=net.loss).values
     assert cos == pytest.approx(expected_alignment(A, eta, n, h0), abs=1e-12)
@@ -153,7 +153,7 @@ def test_toy_anisotropic_matches_closed_form():
 
 def test_toy_branch_is_minus_eta_times_the_local_gradient():
     A = torch.tensor([[2.0, 0.3], [0.3, 0.5]], dtype=torch.float64)
-    net = make_gradient_step_network(A, 0.3, 3)
+    net = QuadraticGradientBlocks(A, 0.3, 3)
     h = _h0(2).requires_grad_(True)
     (grad,) = torch.autograd.grad(quadratic_loss(h, A).sum(), h)
     block = net.stages[0].blocks[0]
@@ -164,15 +164,15 @@ def test_toy_branch_is_minus_eta_times_the_local_gradient():
 
 def test_toy_rejects_bad_inputs():
     with pytest.raises(ValueError, match="symmetric"):
-        make_gradient_step_network(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), 0.1, 2)
+        QuadraticGradientBlocks(torch.tensor([[1.0, 2.0], [0.0, 1.0]]), 0.1, 2)
     with pytest.raises(ValueError, match="square"):
-        make_gradient_step_network(torch.ones(2, 3), 0.1, 2)
+        QuadraticGradientBlocks(torch.ones(2, 3), 0.1, 2)
     with pytest.raises(ValueError, match="eta"):
-        make_gradient_step_network(torch.eye(2), -0.1, 2)
+        QuadraticGradientBlocks(torch.eye(2), -0.1, 2)
     with pytest.raises(ValueError, match="n_blocks"):
-        make_gradient_step_network(torch.eye(2), 0.1, 0)
+        QuadraticGradientBlocks(torch.eye(2), 0.1, 0)
     with pytest.raises(ValueError, match=r"\(B, 2\)"):
-        make_gradient_step_network(torch.eye(2), 0.1, 2)(torch.ones(3, 4))
+        QuadraticGradientBlocks(torch.eye(2), 0.1, 2)(torch.ones(3, 4))
 
 
 # ---------------------------------------------------------------- drop, unroll, borderline
@@ -354,9 +354,9 @@ def test_report_figures_and_explorer():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from itercourse.plots import plot_refinement_summary
+    from itercourse.viz.plots import plot_refinement_summary
     from itercourse.refinement import refinement_report
-    from itercourse.widgets import refinement_explorer
+    from itercourse.viz.explorers import refinement_explorer
 
     model = _trained_ish(TINY)
     loader = _loader(multilabel=True)

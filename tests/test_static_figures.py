@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from itercourse.static_figures import PNG_MAGIC, slider_figure, slider_html  # noqa: E402
+from itercourse.viz.explorers import PNG_MAGIC, slider_figure, slider_html  # noqa: E402
 
 
 def small_figure(k):

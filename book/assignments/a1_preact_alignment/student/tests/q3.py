@@ -3,7 +3,7 @@ OK_FORMAT = True
 test = {   'name': 'q3',
     'points': 4,
     'suites': [   {   'cases': [   {   'code': '>>> A = 2.0 * torch.eye(3)\n'
-                                               '>>> toy = make_gradient_step_network(A, eta=0.1, n_blocks=4)\n'
+                                               '>>> toy = QuadraticGradientBlocks(A, eta=0.1, n_blocks=4)\n'
                                                '>>> h0 = torch.randn(5, 3)\n'
                                                '>>> cos = gradient_alignment_by_hand(toy, h0, None, loss_fn=lambda out, y: toy.loss(out))\n'
                                                ">>> assert cos is not None, 'gradient_alignment_by_hand returned None: fill it in'\n"
