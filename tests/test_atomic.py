@@ -113,21 +113,10 @@ def non_atomic_writes(path: Path, root: Path = REPO) -> list[str]:
     return found
 
 
-# Writes known to bypass io.py; none are left, and none may be added.
-PENDING_NON_ATOMIC: dict = {}
-
-
 def test_every_write_goes_through_io():
-    found = [hit for path in sorted(PACKAGE.glob("*.py")) if path.name != "io.py" for hit in non_atomic_writes(path)]
-    unexpected = [hit for hit in found
-                  if not any(hit.startswith(mod) and hit.endswith(what) for mod, what in PENDING_NON_ATOMIC.items())]
-    assert not unexpected, ("files written without itercourse.io (use atomic_write_bytes / atomic_write_json / "
-                            "atomic_torch_save):\n" + "\n".join(unexpected))
-
-
-def test_no_pending_non_atomic_writes():
-    found = [hit for path in sorted(PACKAGE.glob("*.py")) if path.name != "io.py" for hit in non_atomic_writes(path)]
-    assert not found, found
+    found = [hit for path in sorted(PACKAGE.rglob("*.py")) if path.name != "io.py" for hit in non_atomic_writes(path)]
+    assert not found, ("files written without itercourse.io (use atomic_write_bytes / atomic_write_json / "
+                       "atomic_torch_save):\n" + "\n".join(found))
 
 
 def test_the_scan_sees_non_atomic_writes(tmp_path):
