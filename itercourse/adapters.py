@@ -39,6 +39,7 @@ class TorchvisionResNet(nn.Module):
             stages.append(Stage(transition, blocks[1:] if first_changes_shape else blocks))
         self.stages = nn.ModuleList(stages)
         self.avgpool, self.fc = net.avgpool, net.fc
+        self.training = net.training            # the wrapper starts in the model's mode
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from a last-stage state: global average pool, linear."""
