@@ -256,10 +256,9 @@ class GridResults:
     committed: bool        # True: the repository's committed results; False: trained now (temporary folder)
 
 
-def find_results_dir(start=None) -> Path | None:
-    """The repository's ``results/`` folder, seen from a chapter (``book/``) or the repository root."""
-    here = Path.cwd() if start is None else Path(start)
-    return next((p / "results" for p in (here, here.parent) if (p / "results").is_dir()), None)
+def find_results_dir() -> Path | None:
+    """The repository's ``results/`` folder as a relative path, seen from the root or from ``book/``."""
+    return next((p / "results" for p in (Path("."), Path("..")) if (p / "results").is_dir()), None)
 
 
 def committed_or_sweep(configs, smoke_configs=None, *, results_dir=None, require: bool = False,

@@ -30,6 +30,14 @@ def unrolled(n: int, k: int) -> list[int]:
     return list(range(n)) + [n - 1] * k
 
 
+def depth_schedule(n: int, t: int) -> list[int]:
+    """The schedule of ``t`` block applications: blocks ``0 .. n-1`` in order, then the last block again.
+
+    ``t <= n`` runs the first ``t`` blocks; ``t > n`` is ``unrolled(n, t - n)``.
+    """
+    return list(range(min(t, n))) + [n - 1] * max(0, t - n)
+
+
 def without(n: int, i: int) -> list[int]:
     """The schedule of ``n`` blocks with block ``i`` left out."""
     return [j for j in range(n) if j != i]

@@ -1,0 +1,89 @@
+"""What one training step costs, and the run time it implies on a GPU we do not have (chapter 8).
+
+A step of :func:`itercourse.train` is counted two ways on the CPU:
+
+- its floating-point operations (``torch.utils.flop_counter.FlopCounterMode``);
+- the ATen operations it dispatches (:class:`CountOps`), a proxy for the
+  kernels it would launch on a GPU, each with a fixed launch cost.
+
+A small network on a GPU is bound by whichever is slower, so the model is
+
+    step seconds = max(FLOPs / rate, ops * launch),
+    run seconds  = epochs * (train steps + test images / batch / 3) * step seconds
+
+(evaluation is a forward pass, about a third of a training step). ``RATE``
+and ``LAUNCH`` are assumptions, optimistic and pessimistic, for a Colab T4;
+the chapter labels every number they produce an ESTIMATE.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from .coupling import GradientCoupling
+from .data import ImageData
+from .models import ResNetConfig, build_resnet
+from .training import autocast_dtype, task_loss
+
+RATE = (10e12, 2e12)          # assumed sustained FLOP/s: optimistic, pessimistic (T4, fp16, small convs)
+LAUNCH = (5e-6, 10e-6)        # assumed seconds per kernel launch: optimistic, pessimistic
+SIZES = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+
+
+class CountOps(TorchDispatchMode):
+    """Counts the ATen operations dispatched inside the ``with``: a proxy for GPU kernel launches."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def step_counts(model_cfg: ResNetConfig, batch: int = 128, coupling: float = 0.5) -> tuple[int, int]:
+    """``(FLOPs, ATen ops)`` of one SGD step (autocast, channels-last, coupling) on random 32x32 images."""
+    model = build_resnet(model_cfg, seed=0).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    couple = GradientCoupling(model, coupling)
+    x = torch.randn(batch, model_cfg.in_channels, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, model_cfg.num_classes, (batch,))
+    amp = autocast_dtype(torch.device("cpu"), True)
+
+    def step():
+        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
+            loss = task_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        couple.apply()
+        opt.step()
+    step()                                           # warm-up: optimizer state exists from here on
+    with FlopCounterMode(display=False) as flops:
+        step()
+    with CountOps() as ops:
+        step()
+    return flops.get_total_flops(), ops.n
+
+
+def step_seconds(flops: float, ops: int, rate: float, launch: float) -> float:
+    """One step on the GPU: bound by arithmetic or by kernel launches, whichever is slower."""
+    return max(flops / rate, ops * launch)
+
+
+def run_seconds(cfg, counts, n_train: int, n_test: int, rate: float, launch: float) -> float:
+    """Seconds of one run of ``cfg`` (an ExperimentConfig), averaged over the ``(flops, ops)`` in ``counts``."""
+    steps = n_train // cfg.train.batch_size
+    per_run = [cfg.train.epochs * (steps + n_test / cfg.train.batch_size / 3)
+               * step_seconds(flops, ops, rate, launch) for flops, ops in counts]
+    return sum(per_run) / len(per_run)
+
+
+def synthetic_cifar(n: int, seed: int = 0) -> ImageData:
+    """``n`` random CIFAR-shaped training images (and 128 test images): for timing, not learning."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n + 128, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n + 128,), generator=g)
+    return ImageData("cifar10", x[:n], y[:n], x[n:], y[n:], num_classes=10, in_channels=3,
+                     multilabel=False, mean=(0.5,) * 3, std=(0.25,) * 3)
