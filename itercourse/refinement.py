@@ -37,7 +37,7 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int, check_positive, check_range
-from .training import correct_mask, evaluate, is_multilabel, task_loss
+from .training import correct_mask, evaluate, flip_margin, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states, without
 
 COMPARISONS = ("unroll", "last_block")
@@ -350,29 +350,6 @@ def unroll_accuracy(model, loader, extra_steps=(0, 1, 2, 5, 10, 20), scale: floa
             n += len(y)
     return UnrollResult(s, float(scale), steps, tuple(c / n for c in correct), tuple(v / n for v in loss_sum),
                         tuple(v / n for v in norm_sum), n)
-
-
-def flip_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per example, how far the prediction is from flipping, in probability.
-
-        single label (softmax):  p_(1) - p_(2)             (top-1 minus top-2 probability)
-        multi-label (sigmoids):  s_(k) - s_(k+1),  k = number of true labels
-
-    where ``p_(j)`` / ``s_(j)`` is the j-th largest probability. A multi-label
-    prediction is its k highest-scoring classes, so it changes when the k-th
-    and (k+1)-th swap. With k = all classes there is no (k+1)-th: ``s_(k+1)=0``;
-    with k = 0 the prediction cannot change: margin ``inf``. Our reading of
-    Jastrzębski et al.'s (2018) "within 10% probability of flipping".
-    """
-    if is_multilabel(logits, y):
-        p = torch.sigmoid(logits.float()).sort(1, descending=True).values     # (B, C)
-        p = torch.cat([p, torch.zeros_like(p[:, :1])], 1)                      # (B, C+1): s_(C+1) = 0
-        k = y.sum(1).round().long().clamp(0, logits.shape[1])                  # (B,)
-        idx = (k - 1).clamp_min(0)[:, None]
-        margin = (p.gather(1, idx) - p.gather(1, idx + 1)).squeeze(1)
-        return torch.where(k > 0, margin, torch.full_like(margin, float("inf")))
-    p = torch.softmax(logits.float(), 1).topk(min(2, logits.shape[1]), dim=1).values
-    return p[:, 0] - (p[:, 1] if p.shape[1] > 1 else 0.0)
 
 
 @torch.no_grad()

@@ -112,6 +112,29 @@ def correct_mask(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.argmax(1) == y
 
 
+def flip_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per example, how far the prediction is from flipping, in probability.
+
+        single label (softmax):  p_(1) - p_(2)             (top-1 minus top-2 probability)
+        multi-label (sigmoids):  s_(k) - s_(k+1),  k = number of true labels
+
+    where ``p_(j)`` / ``s_(j)`` is the j-th largest probability. A multi-label
+    prediction is its k highest-scoring classes, so it changes when the k-th
+    and (k+1)-th swap. With k = all classes there is no (k+1)-th: ``s_(k+1)=0``;
+    with k = 0 the prediction cannot change: margin ``inf``. Our reading of
+    Jastrzębski et al.'s (2018) "within 10% probability of flipping".
+    """
+    if is_multilabel(logits, y):
+        p = torch.sigmoid(logits.float()).sort(1, descending=True).values     # (B, C)
+        p = torch.cat([p, torch.zeros_like(p[:, :1])], 1)                      # (B, C+1): s_(C+1) = 0
+        k = y.sum(1).round().long().clamp(0, logits.shape[1])                  # (B,)
+        idx = (k - 1).clamp_min(0)[:, None]
+        margin = (p.gather(1, idx) - p.gather(1, idx + 1)).squeeze(1)
+        return torch.where(k > 0, margin, torch.full_like(margin, float("inf")))
+    p = torch.softmax(logits.float(), 1).topk(min(2, logits.shape[1]), dim=1).values
+    return p[:, 0] - (p[:, 1] if p.shape[1] > 1 else 0.0)
+
+
 def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
     """Number of correctly classified examples in a batch."""
     return int(correct_mask(logits, y).sum())

@@ -8,11 +8,10 @@ from torch import nn
 
 from itercourse.blocks import SHORTCUTS, UNITS
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.refinement import (PerBlock, borderline_examples, drop_block_accuracy, flip_margin,
-                                   gradient_alignment, norm_ratios, unroll_accuracy)
-from itercourse.toys import (expected_alignment, expected_norm_ratios, QuadraticGradientBlocks,
-                             quadratic_loss)
-from itercourse.training import correct_mask, evaluate, task_loss
+from itercourse.refinement import (PerBlock, borderline_examples, drop_block_accuracy, gradient_alignment,
+                                   norm_ratios, unroll_accuracy)
+from itercourse.toys import QuadraticGradientBlocks, expected_alignment, expected_norm_ratios, quadratic_loss
+from itercourse.training import correct_mask, evaluate, flip_margin, task_loss
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(2, 3), input_size=12)
