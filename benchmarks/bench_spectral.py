@@ -34,7 +34,7 @@ import time
 import torch
 from torch import nn
 
-from itercourse.lipschitz import conv_operator_norm, conv_operator_norm_fft, reshaped_norm
+from itercourse.opnorm import conv_operator_norm, conv_operator_norm_fft, reshaped_norm
 from itercourse.models import ResNetConfig, build_resnet
 
 

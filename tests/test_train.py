@@ -112,3 +112,12 @@ def test_batch_larger_than_dataset_and_empty_loader(data):
         train(model, data, TrainConfig(batch_size=1000, epochs=1, fast=False), progress=False)
     with pytest.raises(ValueError, match="no examples"):
         evaluate(model, [])
+
+
+def test_the_module_and_the_function_have_their_own_names():
+    import types
+
+    import itercourse
+    import itercourse.training as module
+    assert isinstance(module, types.ModuleType)
+    assert itercourse.train is module.train and callable(itercourse.train)
