@@ -26,7 +26,7 @@ from torch import nn
 from .blocks import BRANCH_NORMS, POST_ACTIVATED, SHORTCUTS, UNITS, ResidualUnit, conv3x3
 from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
 from .lipschitz import FLAVOURS, apply_spectral_norm
-from .walk import Stage, stage_states
+from .walk import Stage, stage_states, trajectory
 
 @dataclass(frozen=True)
 class ResNetConfig:
@@ -205,16 +205,7 @@ class ResNet(nn.Module):
     def trajectory(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every residual-stream state in order: stem output, then after each transition and block."""
         self._check_input(x)
-        h = self.stem(x)
-        states = [h]
-        for stage in self.stages:
-            if stage.transition is not None:
-                h = stage.transition(h)
-                states.append(h)
-            for block in stage.blocks:
-                h = block(h)
-                states.append(h)
-        return states
+        return trajectory(self, x)
 
     @property
     def stage_input_shapes(self) -> list[tuple[int, int, int]]:

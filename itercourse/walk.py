@@ -161,6 +161,17 @@ def stage_states(model, x: torch.Tensor, schedules: dict | None = None, *,
     return out
 
 
+def trajectory(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every residual-stream state in order: the stem's output, then after each transition and block."""
+    h = model.stem(x)
+    out = [h]
+    for stage in model.stages:
+        states = run_schedule(stage, enter(stage, h))
+        out += states if stage.transition is not None else states[1:]
+        h = states[-1]
+    return out
+
+
 def finish(model, h: torch.Tensor, stage: int, block: int | None = None) -> torch.Tensor:
     """Logits from a state inside the network: the rest of stage ``stage``, the later stages, the read-out.
 
