@@ -3,8 +3,22 @@
 The session builds the book once (``jupyter-book build book/ -W`` into a
 temporary folder, or reuses a fresh build named by ``ITERCOURSE_BOOK_HTML``),
 serves it on localhost and opens every page of the table of contents in
-headless Chromium. On every page:
+headless Chromium at 1400x900, **with no network**: every host name fails to
+resolve and every other address goes to a closed proxy port, as on a train or
+in a classroom with no connection. On every page:
 
+- the first screen: a chapter page's first heading lies inside the first
+  1400x900 screen and no Colab install cell is shown;
+- maths: no raw TeX delimiters (``\\(``, ``\\[``, ``$$``, ``\\begin{``) in the
+  page's text outside code, and every ``.math`` element holds MathJax output
+  (``mjx-container``), so MathJax was served by the site itself;
+- explorers: every widget-view or kernel-free-slider output area has visible
+  content (an ipywidgets view needs a kernel: the book removes it and shows a
+  slider figure instead);
+- code blocks do not scroll sideways; a table wider than the column scrolls
+  inside a box whose scrollbar is drawn;
+- nothing is requested from another origin, and the console has no severe
+  message at all (uncaught errors, failed loads, blocked requests);
 - no error output: no traceback, ``.output.error``/``.traceback`` or Sphinx
   system message;
 - no broken image (``naturalWidth == 0``), no empty figure, and a notebook
@@ -12,7 +26,6 @@ headless Chromium. On every page:
 - a notebook page has a Colab launch link to
   ``https://colab.research.google.com/github/<repo>/blob/<branch>/book/<page>.ipynb``
   for its own notebook (``<repo>`` and ``<branch>`` from ``_config.yml``);
-- no uncaught JavaScript error (other than a known one of the theme);
 - every exercise solution is hidden until clicked and shown by a click;
 - every kernel-free interactive figure (an ``input[type=range]`` inside a
   cell output) changes the picture it shows when its slider moves.

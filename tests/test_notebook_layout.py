@@ -37,8 +37,14 @@ def test_colab_cell_is_first_and_hidden_in_html(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_no_widget_view_is_left_empty_in_html(path):
-    problems = _problems(path, "widget")
+    problems = [p for p in _problems(path, "widget") if "stand-in" not in p]
     assert not problems, f"{path.name}: " + "; ".join(problems) + " (fix: python tools/notebook_layout.py apply)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_widget_explorer_has_a_kernel_free_stand_in(path):
+    problems = _problems(path, "stand-in")
+    assert not problems, f"{path.name}: " + "; ".join(problems)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -50,7 +56,14 @@ def test_code_lines_fit_the_page(path):
 
 # ------------------------------------------------------------------ the tool itself
 
-def _notebook(first_tags=("remove-output",), widget_tags=(), long_line="x = 1", with_state=True):
+def _slider_cell():
+    cell = nbformat.v4.new_code_cell("slider_figure(frames)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/html": '<input type="range" min="0" max="2">', "text/plain": "<HTML>"})]
+    return cell
+
+
+def _notebook(first_tags=("remove-output",), widget_tags=(), long_line="x = 1", with_state=True, stand_in=True):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(COLAB_CELL, metadata={"tags": list(first_tags)}),
                 nbformat.v4.new_markdown_cell("# 1 · A chapter"),
@@ -58,9 +71,20 @@ def _notebook(first_tags=("remove-output",), widget_tags=(), long_line="x = 1", 
                 nbformat.v4.new_code_cell("explorer()", metadata={"tags": list(widget_tags)} if widget_tags else {})]
     nb.cells[3].outputs = [nbformat.v4.new_output("display_data", data={
         layout.WIDGET_VIEW: {"model_id": "abc", "version_major": 2, "version_minor": 0}, "text/plain": "VBox()"})]
+    if stand_in:
+        nb.cells.append(_slider_cell())
     if with_state:
         nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
     return nb
+
+
+def test_tool_asks_for_a_stand_in_after_each_widget_cell():
+    nb = _notebook(first_tags=["remove-cell"], stand_in=False)
+    assert layout.missing_stand_ins(nb) == [4]
+    assert any("no kernel-free stand-in" in p for p in layout.layout_problems(nb))
+    nb.cells.append(nbformat.v4.new_markdown_cell("Without a kernel: the figure below."))
+    nb.cells.append(_slider_cell())
+    assert layout.missing_stand_ins(nb) == []
 
 
 def test_tool_reports_each_rule():
@@ -103,5 +127,5 @@ def test_tool_tags_every_widget_cell_then_drops_the_state():
     nb.cells[-1].outputs = list(nb.cells[3].outputs)
     nb.cells[-1].metadata["tags"] = ["remove-input"]        # output shown: apply tags it remove-output too
     layout.apply_layout(nb)
-    assert all("remove-output" in c.metadata.get("tags", []) for c in nb.cells[3:])
+    assert all("remove-output" in c.metadata.get("tags", []) for c in nb.cells if layout._shows_widget(c))
     assert "widgets" not in nb.metadata

@@ -9,9 +9,10 @@ Three rules (issue 16, "the book as a reader sees it"), checked by
 2. **Widget explorers are not shown in HTML.** An ipywidgets view needs a
    kernel (or CDN scripts the offline book does not load), so in the static
    page it would be an empty area. Every code cell that outputs a widget view
-   carries ``remove-output``, and a kernel-free stand-in
-   (``slider_figure``) follows it; the notebook's saved widget state,
-   then unused, is dropped.
+   carries ``remove-output``, and the next code cell shows a kernel-free
+   stand-in (``slider_figure``, or a still image); the notebook's saved
+   widget state, then unused, is dropped. ``apply`` tags the cells and drops
+   the state; the stand-in cell is written by hand.
 3. **Code lines are at most 90 characters** (a line holding a URL, and a cell
    tagged ``remove-cell``, are exempt), so that code fits the book's content
    column without scrolling.
@@ -72,6 +73,29 @@ def long_lines(nb, max_line: int = MAX_LINE) -> list[tuple[int, int, int, str]]:
     return found
 
 
+def _static_stand_in(cell) -> bool:
+    """Whether a code cell shows a kernel-free figure: a slider figure (a range input) or an image."""
+    for out in cell.get("outputs", []):
+        data = out.get("data", {})
+        html = data.get("text/html", "")
+        html = "".join(html) if isinstance(html, list) else html
+        if 'type="range"' in html or any(m in data for m in ("image/png", "image/svg+xml", "image/jpeg")):
+            return True
+    return False
+
+
+def missing_stand_ins(nb) -> list[int]:
+    """Cells (1-based) that show a widget view with no kernel-free figure in the next code cell."""
+    missing = []
+    for i, cell in enumerate(nb.cells):
+        if not _shows_widget(cell):
+            continue
+        following = next((c for c in nb.cells[i + 1:] if c.cell_type == "code"), None)
+        if following is None or not _static_stand_in(following):
+            missing.append(i + 1)
+    return missing
+
+
 def layout_problems(nb, max_line: int = MAX_LINE) -> list[str]:
     """Every way the notebook breaks the three rules, one line each (empty when it follows them)."""
     problems = []
@@ -86,6 +110,9 @@ def layout_problems(nb, max_line: int = MAX_LINE) -> list[str]:
             widgets_shown = True
             problems.append(f"cell {i}: shows an ipywidgets view, empty in the static book; tag it remove-output "
                             "and follow it with a kernel-free slider_figure cell")
+    for i in missing_stand_ins(nb):
+        problems.append(f"cell {i}: an ipywidgets explorer with no kernel-free stand-in after it: add a code cell "
+                        "that shows the same views with slider_figure (or a still image)")
     if "widgets" in nb.metadata and not widgets_shown:
         problems.append("metadata: saved widget state that no shown cell uses (drop metadata.widgets)")
     for i, k, n, line in long_lines(nb, max_line):
