@@ -16,6 +16,10 @@ Command line (run at the root of a clone; ``--root`` points elsewhere)::
     python -m itercourse.assignments generate [NAME ...]          # all assignments when no NAME
     python -m itercourse.assignments grade NAME SUBMISSIONS [--out grades.csv]
 
+The reference submission of an assignment is ``dist/autograder/<name>.ipynb``
+(the solutions, as a student would hand them in): grading it must give full
+marks. The master notebook is not a submission, and ``grade`` says so.
+
 ``generate`` runs ``otter assign`` on each master (which also executes the
 solutions against every public and hidden test and stops if one fails), then
 refreshes ``student/``. ``grade`` runs otter's non-containerised grader
@@ -168,6 +172,10 @@ def stable_cell_ids(path) -> Path:
 
 # ---------------------------------------------------------------- grade
 
+class MasterNotebookError(ValueError):
+    """A master notebook was handed in for grading (grade the reference submission instead)."""
+
+
 def autograder_zip(name: str, root=None) -> Path:
     """The autograder zip that ``generate`` wrote to ``dist/autograder/`` (the newest, if several)."""
     zips = sorted((dist_dir(name, root) / "autograder").glob(f"{name}-autograder_*.zip"))
@@ -175,6 +183,32 @@ def autograder_zip(name: str, root=None) -> Path:
         raise FileNotFoundError(f"no autograder zip for {name!r} in {dist_dir(name, root) / 'autograder'}; run "
                                 f"`{PROG} generate {name}` first")
     return zips[-1]
+
+
+def reference_submission(name: str, root=None) -> Path:
+    """The solutions notebook ``generate`` writes, ``dist/autograder/<name>.ipynb``: it must score full marks."""
+    return dist_dir(name, root) / "autograder" / f"{name}.ipynb"
+
+
+def is_master(path) -> bool:
+    """Whether a notebook is an otter-assign master (a raw ``# ASSIGNMENT CONFIG`` cell), not a submission."""
+    import json
+    try:
+        cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return False                    # unreadable: let the grader report it
+    return any(c.get("cell_type") == "raw"
+               and "".join(c.get("source", "")).lstrip().upper().startswith("# ASSIGNMENT CONFIG") for c in cells)
+
+
+def _master_error(nb: Path, name: str, root=None) -> str:
+    ref = reference_submission(name, root)
+    try:
+        ref = ref.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    return (f"{nb.name} is a master notebook (otter's assign format), not a submission; to check the autograder, "
+            f"grade the reference submission {ref.as_posix()} (written by `{PROG} generate {name}`)")
 
 
 def _submissions(path) -> list[Path]:
@@ -197,20 +231,29 @@ def grade(name: str, submissions, *, root=None, autograder=None, out=None) -> li
     ``error`` (why grading itself failed, e.g. a notebook of another
     assignment; empty otherwise). With ``out``, also writes the rows as CSV.
     Each submission runs in its own kernel in the current environment.
+    A master notebook is not a submission: given alone it raises
+    ``ValueError`` naming the reference submission
+    (:func:`reference_submission`); in a folder it gets a row with that error.
     """
     check_choice("name", name, ASSIGNMENTS)
+    notebooks = _submissions(submissions)
+    if len(notebooks) == 1 and is_master(notebooks[0]):
+        raise ValueError(_master_error(notebooks[0], name, root))
     _otter()
     from otter.api import grade_submission
     zip_path = Path(autograder) if autograder is not None else autograder_zip(name, root)
     questions = ASSIGNMENTS[name].questions
     rows = []
-    for nb in _submissions(submissions):
+    for nb in notebooks:
         row = {"submission": nb.name}
-        try:
-            results = grade_submission(str(nb), str(zip_path), quiet=True)
-            error = results.catastrophic_error
-        except Exception as e:  # noqa: BLE001  (one broken submission must not stop the class's grading)
-            results, error = None, e
+        if is_master(nb):               # otter would fail with "submission for assignment 'None'"
+            results, error = None, MasterNotebookError(_master_error(nb, name, root))
+        else:
+            try:
+                results = grade_submission(str(nb), str(zip_path), quiet=True)
+                error = results.catastrophic_error
+            except Exception as e:  # noqa: BLE001  (one broken submission must not stop the class's grading)
+                results, error = None, e
         for q in questions:
             row[q] = float(results.get_score(q)) if results is not None and error is None else 0.0
         row["total"] = float(results.total) if results is not None and error is None else 0.0
@@ -234,6 +277,8 @@ examples:
   {PROG} generate                       # every assignment: dist/ (git-ignored) and student/
   {PROG} generate a2_gradient_coupling
   {PROG} grade a1_preact_alignment submissions/a1/ --out grades_a1.csv
+  # check the autograder: the reference submission (solutions) must get full marks
+  {PROG} grade a1_preact_alignment book/assignments/a1_preact_alignment/dist/autograder/a1_preact_alignment.ipynb
 """
 
 

@@ -306,3 +306,28 @@ def test_command_line_lists_and_rejects_unknown_names(capsys):
     assert e.value.code == 2 and "a9_nothing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="name='a9_nothing'"):
         A.master_path("a9_nothing", ROOT)
+
+
+def test_grading_the_master_names_the_reference_submission(tmp_path, capsys):
+    """The master is not a submission: grade refuses it in one line that names dist/autograder/<name>.ipynb."""
+    name = "a1_preact_alignment"
+    master = A.master_path(name, ROOT)
+    assert A.is_master(master)
+    assert not A.is_master(ROOT / name / "student" / f"{name}.ipynb")
+    reference = f"{name}/dist/autograder/{name}.ipynb"
+    with pytest.raises(ValueError, match=re.escape(reference)):
+        A.grade(name, master, root=ROOT)
+    with pytest.raises(SystemExit) as e:               # the command line: exit 2 and a one-line error
+        A.main(["--root", str(ROOT), "grade", name, str(master)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and reference in err[-1] and "master notebook" in err[-1], err
+    # in a folder of submissions, the master gets a row with the same error and nobody else is affected
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    shutil.copy(master, subs / "handed_in_master.ipynb")
+    shutil.copy(master, subs / "another_master.ipynb")
+    rows = A.grade(name, subs, root=ROOT, autograder=tmp_path / "unused.zip")
+    assert [r["submission"] for r in rows] == ["another_master.ipynb", "handed_in_master.ipynb"]
+    assert all(r["error"].startswith("MasterNotebookError") and reference in r["error"] and r["total"] == 0.0
+               for r in rows), rows
+    assert A.reference_submission(name, ROOT) == ROOT / name / "dist" / "autograder" / f"{name}.ipynb"

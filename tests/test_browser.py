@@ -3,8 +3,22 @@
 The session builds the book once (``jupyter-book build book/ -W`` into a
 temporary folder, or reuses a fresh build named by ``ITERCOURSE_BOOK_HTML``),
 serves it on localhost and opens every page of the table of contents in
-headless Chromium. On every page:
+headless Chromium at 1400x900, **with no network**: every host name fails to
+resolve and every other address goes to a closed proxy port, as on a train or
+in a classroom with no connection. On every page:
 
+- the first screen: a chapter page's first heading lies inside the first
+  1400x900 screen and no Colab install cell is shown;
+- maths: no raw TeX delimiters (``\\(``, ``\\[``, ``$$``, ``\\begin{``) in the
+  page's text outside code, and every ``.math`` element holds MathJax output
+  (``mjx-container``), so MathJax was served by the site itself;
+- explorers: every widget-view or kernel-free-slider output area has visible
+  content (an ipywidgets view needs a kernel: the book removes it and shows a
+  slider figure instead);
+- code blocks do not scroll sideways; a table wider than the column scrolls
+  inside a box whose scrollbar is drawn;
+- nothing is requested from another origin, and the console has no severe
+  message at all (uncaught errors, failed loads, blocked requests);
 - no error output: no traceback, ``.output.error``/``.traceback`` or Sphinx
   system message;
 - no broken image (``naturalWidth == 0``), no empty figure, and a notebook
@@ -12,7 +26,6 @@ headless Chromium. On every page:
 - a notebook page has a Colab launch link to
   ``https://colab.research.google.com/github/<repo>/blob/<branch>/book/<page>.ipynb``
   for its own notebook (``<repo>`` and ``<branch>`` from ``_config.yml``);
-- no uncaught JavaScript error (other than a known one of the theme);
 - every exercise solution is hidden until clicked and shown by a click;
 - every kernel-free interactive figure (an ``input[type=range]`` inside a
   cell output) changes the picture it shows when its slider moves.
@@ -62,6 +75,12 @@ BOOK = REPO / "book"
 ARTIFACTS = Path(os.environ.get("ITERCOURSE_TEST_ARTIFACTS", REPO / "test-artifacts"))   # screenshots
 CHROMIUM = os.environ.get("ITERCOURSE_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("ITERCOURSE_CHROMEDRIVER", "/usr/bin/chromedriver")
+WINDOW = (1400, 900)       # the reader's first screen: width and height in CSS pixels
+# No network for the browser: every host name fails to resolve and every non-local
+# address goes to a closed proxy port; the site itself is served on 127.0.0.1.
+OFFLINE_FLAGS = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
+                 "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=localhost;127.0.0.1")
+COLAB_CELL_MARK = '"google.colab" in sys.modules'   # a line of the Colab install cell (book/_colab_cell.py)
 HTML_ENV = "ITERCOURSE_BOOK_HTML"   # a fresh `jupyter-book build book/` output (…/_build/html) to reuse
 BUILD_TIMEOUT_S = 1200
 
@@ -193,10 +212,10 @@ def driver(tmp_path_factory):
     opts.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,1000",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+                 "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}",
+                 *OFFLINE_FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
         opts.add_argument(flag)
-    opts.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})   # for check_scripts
+    opts.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})   # for check_console
     drv = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
     drv.set_page_load_timeout(120)
     yield drv
@@ -219,16 +238,152 @@ def open_page(driver, url: str) -> None:
         time.sleep(0.2)
 
 
-# Console errors of the theme itself, not of our pages (jupyter-book 1 declares sphinx-thebe's
-# constant twice on every page); any other uncaught script error is reported.
-KNOWN_THEME_SCRIPT_ERRORS = ("Identifier 'THEBE_JS_URL' has already been declared",)
+def check_console(driver) -> list[str]:
+    """Every severe console message: uncaught script errors, failed loads (404s, blocked network)."""
+    return [f"console {e.get('source', '?')}: {e['message'][:200]}" for e in driver.get_log("browser")
+            if e.get("level") == "SEVERE"]
 
 
-def check_scripts(driver) -> list[str]:
-    """Uncaught JavaScript errors on the page (e.g. a broken interactive figure)."""
-    return [f"script error: {e['message'][:200]}" for e in driver.get_log("browser")
-            if e.get("source") == "javascript" and e.get("level") == "SEVERE"
-            and not any(known in e["message"] for known in KNOWN_THEME_SCRIPT_ERRORS)]
+def check_offline(driver) -> list[str]:
+    """Resources the page asked another origin for (the browser has no network: each one fails).
+
+    Two views of the same fault: what the page tried to load (resource timing)
+    and what its markup points at (scripts, styles, images, frames).
+    """
+    return [f"external resource: {u[:160]}" for u in driver.execute_script("""
+        const here = location.origin, seen = new Set();
+        const foreign = u => /^(https?:)?\\/\\//i.test(u) && new URL(u, location.href).origin !== here;
+        performance.getEntriesByType('resource').forEach(r => { if (foreign(r.name)) seen.add(r.name); });
+        document.querySelectorAll('script[src], img[src], iframe[src], source[src]')
+            .forEach(e => { if (foreign(e.getAttribute('src'))) seen.add(e.getAttribute('src')); });
+        document.querySelectorAll('link[rel~=stylesheet][href], link[rel~=icon][href], link[rel=preload][href]')
+            .forEach(e => { if (foreign(e.getAttribute('href'))) seen.add(e.getAttribute('href')); });
+        return Array.from(seen);""")]
+
+
+def _wait_for_mathjax(driver, timeout_s: float = 20) -> bool:
+    """Wait until MathJax (if the page loads it) has typeset the page; False if it never did."""
+    driver.set_script_timeout(timeout_s)
+    return bool(driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const t0 = Date.now();
+        (function poll() {
+            const mj = window.MathJax;
+            if (mj && mj.startup && mj.startup.promise && mj.typesetPromise) {
+                mj.startup.promise.then(() => done(true), () => done(false));
+            } else if (Date.now() - t0 > arguments_timeout) { done(false); } else { setTimeout(poll, 100); }
+        })();""".replace("arguments_timeout", str(int(timeout_s * 1000) - 500))))
+
+
+def check_maths(driver) -> list[str]:
+    """Maths is typeset: no raw TeX delimiters in the page's text, an ``mjx-container`` in every ``.math``."""
+    has_math = driver.execute_script("return document.querySelectorAll('article .math').length > 0;")
+    raw_in_text = driver.execute_script(r"""
+        const article = document.querySelector('article') || document.body;
+        const copy = article.cloneNode(true);
+        copy.querySelectorAll('pre, code, script, style, textarea, mjx-container, .highlight')
+            .forEach(e => e.remove());
+        const text = copy.textContent;
+        const found = [];
+        for (const d of ['\\(', '\\[', '$$', '\\begin{']) {
+            const i = text.indexOf(d);
+            if (i >= 0) found.push(text.slice(Math.max(0, i - 30), i + 50).replace(/\s+/g, ' ').trim());
+        }
+        return found;""")
+    problems = [f"raw TeX in the page text: ...{t}..." for t in raw_in_text]
+    if has_math and not _wait_for_mathjax(driver):
+        problems.append("the page has maths but MathJax did not start (not loaded, or loaded from a network)")
+    untypeset = driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .math'))
+            .filter(m => !m.querySelector('mjx-container'))
+            .map(m => m.textContent.trim().slice(0, 60));""") if has_math else []
+    problems += [f"maths not typeset (no mjx-container): {t}" for t in untypeset]
+    return problems
+
+
+_EXPLORERS_JS = """
+    const areas = new Set();
+    document.querySelectorAll(
+        'article script[type="application/vnd.jupyter.widget-view+json"], article .cell_output input[type=range]')
+        .forEach(e => areas.add(e.closest('.cell_output') || e.parentNode));
+    return Array.from(areas).map(box => {
+        const shown = Array.from(box.querySelectorAll('*')).filter(e => {
+            if (['SCRIPT', 'STYLE'].includes(e.tagName)) return false;
+            const r = e.getBoundingClientRect();
+            return r.width > 0 && r.height > 0 && getComputedStyle(e).visibility !== 'hidden';
+        });
+        const r = box.getBoundingClientRect();
+        const cell = box.closest('.cell');
+        if (cell && !cell.getClientRects().length) return null;   // inside a collapsed solution or toggle
+        const code = cell ? (cell.querySelector('.cell_input pre') || {}).textContent || '' : '';
+        return {height: r.height, shown: shown.length, what: code.trim().split('\\n').pop().slice(0, 70)};
+    });"""
+
+
+def check_explorers(driver) -> list[str]:
+    """Every explorer's output area (a widget view or a kernel-free slider figure) shows something."""
+    return [f"explorer shows nothing (output height {a['height']:.0f} px): {a['what'] or '?'}"
+            for a in driver.execute_script(_EXPLORERS_JS) if a and (a["height"] < 1 or a["shown"] == 0)]
+
+
+def check_first_screen(driver) -> list[str]:
+    """The page's first heading is visible in the first screen; no Colab install cell is shown."""
+    problems = []
+    found = driver.execute_script("""
+        window.scrollTo(0, 0);
+        const h = document.querySelector('article h1');
+        if (!h) return null;
+        const r = h.getBoundingClientRect();
+        return {top: r.top, bottom: r.bottom, height: window.innerHeight, text: h.textContent.trim().slice(0, 60),
+                visible: h.getClientRects().length > 0 && getComputedStyle(h).visibility !== 'hidden'};""")
+    if found is None:
+        problems.append("no <h1> in the article")
+    elif not found["visible"] or found["top"] < 0 or found["bottom"] > found["height"]:
+        problems.append(f"first heading {found['text']!r} is not in the first screen "
+                        f"(top {found['top']:.0f} px, window height {found['height']} px)")
+    shown = driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_input'))
+            .filter(c => c.textContent.includes(arguments[0]))
+            .filter(c => c.getClientRects().length > 0 && c.getBoundingClientRect().height > 0).length;""",
+                                  COLAB_CELL_MARK)
+    if shown:
+        problems.append("the Colab install cell is shown (tag it remove-cell in the notebook)")
+    return problems
+
+
+def check_code_width(driver) -> list[str]:
+    """No code block scrolls sideways: code wraps, or fits, in the content column."""
+    return [f"code block scrolls sideways ({w} px of content in {c} px): {t}"
+            for w, c, t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article div.highlight pre, article .cell_input pre'))
+            .filter(p => p.getClientRects().length > 0 && p.scrollWidth > p.clientWidth + 1)
+            .map(p => [p.scrollWidth, p.clientWidth, p.textContent.trim().split('\\n')[0].slice(0, 60)]);""")]
+
+
+def check_tables(driver) -> list[str]:
+    """Every table fits its column or scrolls inside a box whose scrollbar is drawn."""
+    return [f"table {t}" for t in driver.execute_script("""
+        const out = [];
+        document.querySelectorAll('article table').forEach(t => {
+            if (!t.getClientRects().length) return;               // in a hidden solution
+            let box = t.parentElement;
+            while (box && box.tagName !== 'ARTICLE' && getComputedStyle(box).overflowX === 'visible')
+                box = box.parentElement;
+            const first = (t.textContent || '').trim().replace(/\\s+/g, ' ').slice(0, 50);
+            const width = t.getBoundingClientRect().width;
+            if (!box || box.tagName === 'ARTICLE') {
+                const col = (document.querySelector('article') || document.body).clientWidth;
+                if (width > col + 1) out.push(`is wider than the column (${width|0} > ${col} px): ${first}`);
+                return;
+            }
+            if (box.scrollWidth <= box.clientWidth + 1) return;  // fits
+            const style = getComputedStyle(box).overflowX;
+            const bar = box.offsetHeight - box.clientHeight
+                - parseFloat(getComputedStyle(box).borderTopWidth) - parseFloat(getComputedStyle(box).borderBottomWidth);
+            if (!['auto', 'scroll'].includes(style)) out.push(`is clipped (overflow-x: ${style}): ${first}`);
+            else if (bar < 4) out.push(`scrolls without a visible scrollbar: ${first}`);
+        });
+        return out;""")]
 
 
 def check_errors(driver) -> list[str]:
@@ -379,8 +534,12 @@ def page_problems(driver, url: str, docname: str, book: Path, colab: tuple[str, 
     notebook = book / f"{docname}.ipynb"
     is_notebook = notebook.exists()
     open_page(driver, url)
-    found = {"errors": check_errors(driver), "scripts": check_scripts(driver), "images": check_images(driver),
-             "figures": check_figures(driver, notebook if is_notebook else None)}
+    found = {"first screen": check_first_screen(driver) if is_notebook else [],
+             "maths": check_maths(driver),
+             "errors": check_errors(driver), "images": check_images(driver),
+             "figures": check_figures(driver, notebook if is_notebook else None),
+             "explorers": check_explorers(driver), "code": check_code_width(driver), "tables": check_tables(driver),
+             "offline": check_offline(driver), "console": check_console(driver)}
     if is_notebook:
         repo, branch, path = colab
         found["colab"] = check_colab(
@@ -452,7 +611,7 @@ def check_links(root: Path) -> list[str]:
 def fixture_site(tmp_path_factory):
     """The fixture book (tests/browser/fixture_book.py) built (not -W) and served."""
     folder = tmp_path_factory.mktemp("fixture-book")
-    book = fixture_book.write_fixture_book(folder)
+    book = fixture_book.write_fixture_book(folder, site_from=BOOK)
     html = build_book(book, folder / "out", strict=False)
     s = Site(html)
     yield s, book
@@ -473,7 +632,8 @@ def test_browser_checks_pass_the_good_page(fixture_site, driver):
     s, book = fixture_site
     found = page_problems(driver, s.url + "good.html", "good", book, (fixture_book.REPO, "main", "book"))
     assert not any(found.values()), "\n" + _report(found)
-    assert set(found) == {"errors", "scripts", "images", "figures", "colab", "sliders", "solutions"}
+    assert set(found) == {"first screen", "maths", "errors", "images", "figures", "explorers", "code", "tables",
+                          "offline", "console", "colab", "sliders", "solutions"}
 
 
 @needs_browser
@@ -526,10 +686,10 @@ def test_page_in_browser(docname, site, driver):
 
 def _screenshot(driver, path: Path) -> None:
     height = driver.execute_script("return Math.min(document.documentElement.scrollHeight, 6000);")
-    driver.set_window_size(1280, max(800, int(height)))
+    driver.set_window_size(WINDOW[0], max(WINDOW[1], int(height)))
     path.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(path))
-    driver.set_window_size(1280, 1000)
+    driver.set_window_size(*WINDOW)
 
 
 @needs_browser

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -67,9 +68,22 @@ def slider_html(frames: list[str], working: bool = True) -> str:
             f'step="1"{oninput}>{imgs}</div>')
 
 
+COLAB_CELL = ("# On Colab: install the course package. Elsewhere: nothing to do.\n"
+              "import importlib.util, subprocess, sys\n"
+              'if "google.colab" in sys.modules and importlib.util.find_spec("fixture") is None:\n'
+              '    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "fixture"], check=True)')
+
+WIDE_TABLE = ("| " + " | ".join(f"column {i} with a long header" for i in range(12)) + " |\n"
+              "|" + "---|" * 12 + "\n| " + " | ".join(str(i) for i in range(12)) + " |\n")
+
 GOOD_CELLS = [
-    _md("# A good chapter\n\nIt shows a figure, an exercise with hidden solutions and an explorer.\n\n"
-        "(fixture-section)=\n## A section\n\nBack to the {doc}`intro`; on to the {ref}`exercise <fixture-ex>`."),
+    _code(COLAB_CELL, tags=["remove-cell"]),      # first, as in the course, and not shown
+    _md("# A good chapter\n\nIt shows a figure, an exercise with hidden solutions and an explorer; "
+        "maths inline, $x_{l+1} = x_l + F_l(x_l)$, and on its own line:\n\n$$\\|F(x)\\| \\le c\\,\\|x\\|.$$\n\n"
+        "(fixture-section)=\n## A section\n\nBack to the {doc}`intro`; on to the {ref}`exercise <fixture-ex>`.\n\n"
+        + WIDE_TABLE),
+    _code("result = some_function_with_a_long_name(first_argument=1, second_argument=2, third_argument=3, "
+          "fourth_argument=4, fifth_argument=5)", []),
     _code("plot()", [_display({"image/png": _b64png((200, 30, 30)), "text/plain": "<Figure>"})]),
     _md("```{exercise}\n:label: fixture-ex\n\nWhat is 2 + 2?\n```\n\n"
         "```{solution} fixture-ex\n:class: dropdown\n\nThe answer is four.\n```"),
@@ -83,6 +97,8 @@ GOOD_CELLS = [
 ]
 
 BAD_CELLS = [
+    # the Colab install cell shown above the title, long enough to push the title off the first screen
+    _code(COLAB_CELL + "\n" + "\n".join(f"# setup line {i}" for i in range(60)), tags=["remove-output"]),
     _md("# A bad chapter\n\n"
         '<a href="good.html#no-such-anchor">a dead anchor</a> and '
         '<a href="no_such_page.html">a dead page</a> and '
@@ -106,6 +122,24 @@ BAD_CELLS = [
     _code("explorer()", [_display({"text/html": slider_html([_b64png((0, 0, 255)), _b64png((0, 255, 0))],
                                                             working=False),
                                    "text/plain": "<explorer>"})]),
+    # an ipywidgets explorer: without a kernel (and no widget scripts) its output area is empty
+    _code("widget_explorer()", [_display({"application/vnd.jupyter.widget-view+json": {
+        "model_id": "0123456789abcdef", "version_major": 2, "version_minor": 0}, "text/plain": "VBox()"})]),
+    # TeX that MathJax never sees (raw delimiters in the text) and a formula it cannot typeset
+    _code("show_formula()", [_display({"text/html": '<p>a raw formula \\(x^2\\) in the text</p>'
+                                                    '<span class="math notranslate"><code>\\(z\\)</code></span>',
+                                       "text/plain": "<formula>"})]),
+    # a script from a CDN: the offline browser cannot fetch it
+    _code("load_library()", [_display({"text/html": '<script src="https://cdn.example.invalid/lib.js"></script>'
+                                                    '<p>library loaded</p>',
+                                       "text/plain": "<library>"})]),
+    # a code block that cannot wrap, and a wide table clipped by its box
+    _code("wide()", [_display({"text/html": '<div class="highlight"><pre style="white-space: pre; overflow-x: auto">'
+                                            + "x = 1  # " + "long " * 60 + "</pre></div>"
+                                            '<div style="overflow: hidden"><table><tr>'
+                                            + "".join(f"<td>cell number {i} of a wide table</td>" for i in range(20))
+                                            + "</tr></table></div>",
+                               "text/plain": "<wide>"})]),
 ]
 
 CONFIG = f"""\
@@ -121,9 +155,18 @@ repository:
 launch_buttons:
   colab_url: https://colab.research.google.com
   notebook_interface: classic
+html:
+  favicon: _static/favicon.svg
 sphinx:
   extra_extensions:
     - sphinx_exercise
+  local_extensions:
+    itercourse_book: _ext
+  config:
+    html_context:
+      default_mode: auto
+    mathjax_path: mathjax/tex-svg-full.js
+    nb_ipywidgets_js: {{}}
 """
 
 TOC = """\
@@ -142,8 +185,14 @@ Read {doc}`good` first, then {ref}`its section <fixture-section>`.
 
 # What the checks must find on each page of the fixture, by check.
 EXPECTED_BAD = {
+    "first screen": ["is not in the first screen", "Colab install cell is shown"],
+    "maths": ["raw TeX in the page text", "maths not typeset"],
     "errors": ["ZeroDivisionError"],
-    "scripts": ["Uncaught TypeError"],
+    "console": ["Uncaught TypeError", "cdn.example.invalid"],
+    "offline": ["https://cdn.example.invalid/lib.js"],
+    "explorers": ["explorer shows nothing", "widget_explorer()"],
+    "code": ["code block scrolls sideways"],
+    "tables": ["is clipped"],
     "images": ["missing-figure.png"],          # plus the undecodable PNG output
     "figures": [],
     "links": ["good.html#no-such-anchor", "no_such_page.html"],
@@ -152,10 +201,19 @@ EXPECTED_BAD = {
 }
 
 
-def write_fixture_book(folder: str | Path) -> Path:
-    """Write the fixture book under ``folder/book`` and return that path."""
+def write_fixture_book(folder: str | Path, site_from: str | Path | None = None) -> Path:
+    """Write the fixture book under ``folder/book`` and return that path.
+
+    ``site_from``: the course's ``book/`` folder, whose ``_ext/`` (the Sphinx
+    extension that serves MathJax offline) and ``_static/`` (CSS, favicon) the
+    fixture uses too, so that the good page is built the way the course is.
+    """
     book = Path(folder) / "book"
     book.mkdir(parents=True, exist_ok=True)
+    if site_from is not None:
+        for sub in ("_ext", "_static"):
+            shutil.copytree(Path(site_from) / sub, book / sub, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__"))
     (book / "_config.yml").write_text(CONFIG)
     (book / "_toc.yml").write_text(TOC)
     (book / "intro.md").write_text(INTRO)
