@@ -36,6 +36,7 @@ import argparse
 import csv
 import hashlib
 import io
+import json
 import shutil
 import sys
 from dataclasses import dataclass
@@ -192,7 +193,6 @@ def reference_submission(name: str, root=None) -> Path:
 
 def is_master(path) -> bool:
     """Whether a notebook is an otter-assign master (a raw ``# ASSIGNMENT CONFIG`` cell), not a submission."""
-    import json
     try:
         cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
     except (OSError, ValueError):
