@@ -30,9 +30,9 @@ def _layer_names(unit: ResidualUnit) -> list[str]:
     return names
 
 
-def _box(ax, x, y, text, colour, w=1.5, h=0.55):
+def _box(ax, x, y, text, colour, w=1.9, h=0.55):
     ax.add_patch(plt.Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour, edgecolor="k", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+    ax.text(x, y, text, ha="center", va="center", fontsize=6.5)
 
 
 def draw_unit(unit: str = "preact", shortcut: str = "identity", ax=None, title: str | None = None):
@@ -68,5 +68,5 @@ def draw_unit(unit: str = "preact", shortcut: str = "identity", ax=None, title: 
     ax.set_ylim(y - 1.0, top + 1.0)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title or f"{unit}\n({shortcut} shortcut)", fontsize=9)
+    ax.set_title(title or f"{unit} unit\n{shortcut} shortcut", fontsize=7.5)
     return ax

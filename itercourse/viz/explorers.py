@@ -29,7 +29,8 @@ import numpy as np
 from IPython.display import HTML, display
 from matplotlib.colors import LogNorm
 
-from .plots import plot_refinement_summary, unroll_figure
+from .plots import (COLUMN_WIDTH, plot_refinement_summary, plot_sharing_at_init, sharing_limits,
+                    unroll_figure, unroll_limits)
 
 
 # --- the one ipywidgets helper ---
@@ -114,32 +115,35 @@ def coupling_figure(records: list, strength: float, *, dataset: str | None = Non
                          f"available: {sorted({(r['dataset'], _blocks_of(r)) for r in records})}. "
                          "Train one with the live button (or coupling_point) first.")
     chosen = min(pool, key=lambda r: abs(r["strength"] - strength))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.2, 1, 1.2]})
+    fig = plt.figure(figsize=(COLUMN_WIDTH, 6.4), layout="constrained")
+    grid = fig.add_gridspec(2, 2)
+    axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1]), fig.add_subplot(grid[1, :])]
     ax = axes[0]
     for r in pool:
         h = r["history"]
         bold = r is chosen
         ax.plot(h["epoch"], h["test_acc"], color="C3" if bold else "0.7", lw=2.5 if bold else 1,
                 label=f"λ = {r['strength']:g}" if bold else None, zorder=3 if bold else 1)
-    ax.set(xlabel="epoch", ylabel="test accuracy", title="training curves (grey: other strengths)")
-    ax.legend(loc="lower right")
+    ax.set(xlabel="epoch", ylabel="test accuracy")
+    ax.set_title("training curves\n(grey: other strengths)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
     dissim = np.clip(1.0 - np.array(chosen["similarity_last_stage"]), 1e-4, 1.0)   # 1e-4 or less: "identical"
     im = axes[1].imshow(dissim, norm=LogNorm(vmin=1e-4, vmax=1.0), cmap="viridis_r")
-    axes[1].set(xlabel="block j", ylabel="block i", xticks=range(len(dissim)), yticks=range(len(dissim)),
-                title=f"1 - cos(W_i, W_j), last stage, λ = {chosen['strength']:g}")
+    axes[1].set(xlabel="block j", ylabel="block i", xticks=range(len(dissim)), yticks=range(len(dissim)))
+    axes[1].set_title(f"1 - cos(W_i, W_j), last stage\nλ = {chosen['strength']:g}", fontsize=9)
     fig.colorbar(im, ax=axes[1], fraction=0.046, label="≤ 1e-4: identical")
     lams = [r["strength"] for r in pool]
     ax = axes[2]
     ax.plot(lams, [r["history"]["test_acc"][-1] for r in pool], "o-", color="C0")
     ax.plot(chosen["strength"], chosen["history"]["test_acc"][-1], "o", ms=12, mfc="none", mec="C3", mew=2)
-    ax.set(xlabel="coupling strength λ", ylabel="final test accuracy (blue)", title="accuracy and P_eff vs λ",
-           xlim=(-0.05, 1.05))
+    ax.set(xlabel="coupling strength λ", ylabel="final test accuracy (blue)", xlim=(-0.05, 1.05))
+    ax.set_title("accuracy and effective parameters P_eff against λ", fontsize=9)
     ax2 = ax.twinx()
     ax2.plot(lams, [r["effective_parameters"] / 1e3 for r in pool], "s--", color="C2")
     ax2.set_ylabel("effective parameters, thousands (green)", color="C2")
-    fig.suptitle(title or f"{dataset}, blocks per stage {blocks}: λ = {chosen['strength']:g}, block spread "
-                 f"{', '.join(f'{s:.2f}' for s in chosen['spread_conv'])} (conv weights, per stage)")
-    fig.tight_layout()
+    fig.suptitle(title or f"{dataset}, blocks per stage {blocks}: λ = {chosen['strength']:g}\nblock spread "
+                 f"{', '.join(f'{s:.2f}' for s in chosen['spread_conv'])} (conv weights, per stage)",
+                 fontsize=10)
     return fig
 
 
@@ -207,13 +211,51 @@ def lipschitz_explorer(curves: dict, accuracy: dict, steps, *, title: str = ""):
         raise ValueError(f"curves and accuracy must be non-empty dicts with the same networks; got "
                          f"{sorted(curves)} and {sorted(accuracy)}")
 
+    limits = unroll_limits(curves)                  # every view on the same axes
+
     def figure(name, k):
-        return unroll_figure(name, curves[name], accuracy[name], steps, k, title)
+        return unroll_figure(name, curves[name], accuracy[name], steps, k, title, limits=limits)
 
     which = widgets.SelectionSlider(options=names, value=names[0], description="network",
                                     layout=widgets.Layout(width="70%"), style={"description_width": "initial"})
     k = widgets.IntSlider(value=steps[-1], min=0, max=len(curves[names[0]]["update"]), description="extra k")
     return widget_explorer([which, k], figure)[0]
+
+
+# --- kernel-free frames: one figure per slider position, all on the same axes ---
+
+def sharing_frames(by_steps: dict, *, title: str = "") -> dict:
+    """Chapter 3's frames: one :func:`plot_sharing_at_init` figure per number of steps n, shared axes.
+
+    ``by_steps[n]`` is ``{network: {"forward", "gradient", "alignment"}}`` for a
+    stage of ``n`` steps. Every frame uses the limits of the longest stage
+    (:func:`sharing_limits`), so moving the slider shows the curves grow, not the
+    axes. Returns ``{"n = ...": Figure}`` for :func:`slider_figure`.
+    """
+    if not isinstance(by_steps, dict) or not by_steps:
+        raise ValueError(f"by_steps must be a non-empty dict {{number of steps: curves}}; got {by_steps!r}")
+    limits = sharing_limits(by_steps.values())
+    return {f"n = {n}": plot_sharing_at_init(init, limits=limits,
+                                             title=f"one stage of {n} steps at initialisation"
+                                             + (f" ({title})" if title else ""))
+            for n, init in by_steps.items()}
+
+
+def unroll_frames(curves: dict, accuracy: dict, steps, *, k: int | None = None, title: str = "") -> dict:
+    """Chapter 5's frames: one :func:`unroll_figure` per network, all with the same axes.
+
+    ``curves[name]`` is an :func:`itercourse.lipschitz.unroll_curves` dict and
+    ``accuracy[name]`` the accuracies at ``steps``; ``k`` (default the last step)
+    is marked. Returns ``{name: Figure}`` for :func:`slider_figure`.
+    """
+    steps = list(steps)
+    if not curves or set(curves) != set(accuracy):
+        raise ValueError(f"curves and accuracy must be non-empty dicts with the same networks; got "
+                         f"{sorted(curves)} and {sorted(accuracy)}")
+    limits = unroll_limits(curves)
+    k = steps[-1] if k is None else k
+    return {name: unroll_figure(name, curves[name], accuracy[name], steps, k, title, limits=limits)
+            for name in curves}
 
 
 # --- kernel-free slider figures ---

@@ -1,7 +1,10 @@
-"""Every figure of the book: refinement metrics (ch. 2), unrolling curves (ch. 5), grids of results (ch. 7-8).
+"""Every figure of the book: refinement metrics (ch. 2), a shared stage at initialisation (ch. 3),
+unrolling curves (ch. 5), grids of results (ch. 7-8).
 
 Every function takes ``ax=None`` (or a figure), draws, and returns the axes it
 drew on (or the figure); none calls ``plt.show()``: notebooks arrange and show figures.
+Default sizes fit the book's content column (772 px, :data:`COLUMN_WIDTH` inches at
+100 dpi): a figure with more than two or three panels stacks them in rows.
 """
 from __future__ import annotations
 
@@ -10,6 +13,9 @@ import numpy as np
 from matplotlib.ticker import NullLocator
 
 from ..report import INDEX_KEYS, INDEX_RANGES, INDEX_TITLES, cells, constraint_of, coupling_of
+
+
+COLUMN_WIDTH = 7.7          # inches: the book's 772 px content column at 100 dpi
 
 
 def _axes(ax, figsize=(6.0, 3.5)):
@@ -85,7 +91,7 @@ def plot_unroll(results, ax_acc=None, ax_norm=None):
     the steps, on a log axis. Returns ``(ax_acc, ax_norm)``.
     """
     if ax_acc is None and ax_norm is None:
-        _, (ax_acc, ax_norm) = plt.subplots(1, 2, figsize=(10, 3.5))
+        _, (ax_acc, ax_norm) = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.2), layout="constrained")
     for r in results:
         label = "plain (scale 1)" if r.scale == 1 else f"scaled ({r.scale:g})"
         if ax_acc is not None:
@@ -126,33 +132,150 @@ def plot_borderline(results, ax=None):
 
 
 def plot_refinement_summary(report: dict, fig=None, title: str | None = None):
-    """All chapter-2 metrics of one network on a 2x3 grid, from a :func:`refinement_report` dict."""
+    """All chapter-2 metrics of one network on a 3x2 grid, from a :func:`refinement_report` dict."""
     if fig is None:
-        fig = plt.figure(figsize=(15, 7.5))
-    axes = fig.subplots(2, 3)
+        fig = plt.figure(figsize=(COLUMN_WIDTH, 9.0), layout="constrained")
+    axes = fig.subplots(3, 2)
     plot_per_block(report["alignment"], axes[0, 0], zero_line=True)
-    axes[0, 0].set_title("cosine of step and loss gradient")
+    axes[0, 0].set_title("cosine of step and loss gradient", fontsize=10)
     plot_per_block(report["norm_ratio"], axes[0, 1])
-    axes[0, 1].set_title("relative step size")
-    plot_drop_block(report["drop"], axes[0, 2])
-    axes[0, 2].set_title("dropping one block")
-    plot_unroll(report["unroll"], axes[1, 0], axes[1, 1])
-    axes[1, 0].set_title("unrolling the last block: accuracy")
-    axes[1, 1].set_title("unrolling the last block: state norm")
-    plot_borderline(report["borderline"], axes[1, 2])
-    axes[1, 2].set_title(f"borderline examples (margin < {report['borderline'][0].threshold:g})")
+    axes[0, 1].set_title("relative step size", fontsize=10)
+    plot_drop_block(report["drop"], axes[1, 0])
+    axes[1, 0].set_title("dropping one block", fontsize=10)
+    plot_borderline(report["borderline"], axes[1, 1])
+    axes[1, 1].set_title(f"borderline examples (margin < {report['borderline'][0].threshold:g})",
+                         fontsize=10)
+    plot_unroll(report["unroll"], axes[2, 0], axes[2, 1])
+    axes[2, 0].set_title("unrolling the last block: accuracy", fontsize=10)
+    axes[2, 1].set_title("unrolling the last block: state norm", fontsize=10)
+    for ax in axes.flat:
+        if ax.get_xlabel().startswith("depth"):                 # the long stage label: shorter here
+            ax.set_xlabel("depth (blocks spread over their stage)")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- chapter 3: a shared stage at initialisation
+
+SHARING_PANELS = (("forward", r"mean $\|h_t\|$", "state norm"),
+                  ("gradient", r"mean $\|\partial L/\partial h_t\|$", "gradient norm"),
+                  ("alignment", r"mean cos$(u_{t-1}, u_t)$", "update alignment"))
+
+
+def sharing_limits(inits) -> dict:
+    """Axis limits that hold every curve of several :func:`plot_sharing_at_init` dicts.
+
+    ``inits``: an iterable of ``{network: {"forward": [...], "gradient": [...],
+    "alignment": [...]}}``. Returns ``{"steps": (0, t_max), "forward": (lo, hi),
+    "gradient": (lo, hi), "alignment": (lo, hi)}``, so that frames drawn with
+    them share their axes (the gradient limits are for a log axis).
+    """
+    inits = list(inits)
+    if not inits:
+        raise ValueError("inits is empty; pass at least one {network: curves} dict")
+    curves = [r for init in inits for r in init.values()]
+    t_max = max(max(len(r["forward"]) - 1, len(r["alignment"])) for r in curves)
+    limits = {"steps": (-0.5, t_max + 0.5)}
+    for key, _, _ in SHARING_PANELS:
+        vals = np.array([v for r in curves for v in r[key]], dtype=float)
+        vals = vals[np.isfinite(vals)]
+        lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
+        if key == "gradient":
+            lo = max(lo, 1e-12)
+            limits[key] = (lo / 1.5, max(hi, lo) * 1.5)
+        elif key == "alignment":
+            limits[key] = (min(lo, 0.0) - 0.05, 1.05)
+        else:
+            pad = 0.05 * (hi - lo or 1.0)
+            limits[key] = (min(lo, 0.0), hi + pad)
+    return limits
+
+
+def plot_sharing_at_init(init: dict, axes=None, *, title: str | None = None, limits: dict | None = None):
+    """State norm, gradient norm and update alignment along one stage, one curve per network (chapter 3).
+
+    ``init[name]`` holds ``forward`` and ``gradient`` (one value per state h_0 .. h_n,
+    :func:`itercourse.propagation.signal_and_gradient_norms`) and ``alignment``
+    (mean cos(u_{t-1}, u_t), :func:`itercourse.sharing.update_alignment`). Panels
+    stack in one row of the column's width; ``limits`` (:func:`sharing_limits`)
+    fixes the axes, e.g. for the frames of a slider figure. Returns the figure.
+    """
+    if not init:
+        raise ValueError("init is empty; pass {network name: {'forward', 'gradient', 'alignment'}}")
+    if axes is None:
+        fig, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 3.3), layout="constrained")
+    for name, r in init.items():
+        axes[0].plot(r["forward"], label=name)
+        axes[1].semilogy(r["gradient"], label=name)
+        axes[2].plot(range(1, len(r["alignment"]) + 1), r["alignment"], label=name)
+    for ax, (key, ylabel, panel) in zip(axes, SHARING_PANELS):
+        ax.set_xlabel("step t")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel, fontsize=9)
+        if limits is not None:
+            ax.set_xlim(*limits["steps"])
+            ax.set_ylim(*limits[key])
+    fig = axes[0].figure
+    if type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine":
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    else:
+        axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
 # ---------------------------------------------------------------- chapter 5: a block iterated beyond its depth
 
-def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
-    """Three panels over the extra iterations t: relative update, norm growth per step, change of direction."""
+UNROLL_KEYS = ("update", "growth", "turn")
+
+
+def truncation(curves: dict) -> str:
+    """Why the curves of :func:`itercourse.lipschitz.unroll_curves` stop early, in words ("" if they do not).
+
+    ``unroll_curves`` records NaN once the state has collapsed to zero (below
+    1e-20 of its starting norm: a contraction towards the fixed point 0, where
+    relative changes are undefined) or overflowed (an expansion past float range).
+    """
+    update = np.asarray(curves["update"], dtype=float)
+    finite = np.flatnonzero(np.isfinite(update))
+    if len(finite) == len(update):
+        return ""
+    last = int(finite[-1]) + 1 if len(finite) else 0        # the last t with a value
+    growth = [g for g in np.asarray(curves["growth"], dtype=float)[:last] if np.isfinite(g)]
+    if growth and growth[-1] < 1:
+        why = "the state has shrunk to zero (below 1e-20 of its start: the fixed point 0)"
+    else:
+        why = "the state has overflowed"
+    return f"curves end at t = {last}: {why};\nrelative changes are undefined after that"
+
+
+def unroll_limits(curves_by_name: dict) -> dict:
+    """Shared y limits for the :func:`plot_unroll_curves` panels of several networks (finite values only)."""
+    limits = {}
+    for key in UNROLL_KEYS:
+        vals = np.array([v for c in curves_by_name.values() for v in c[key]], dtype=float)
+        vals = vals[np.isfinite(vals) & ((vals > 0) if key != "growth" else True)]
+        if not len(vals):
+            limits[key] = None
+        elif key == "growth":
+            pad = 0.05 * (vals.max() - vals.min() or 1.0)
+            limits[key] = (float(vals.min()) - pad, float(vals.max()) + pad)
+        else:
+            limits[key] = (float(vals.min()) / 2, float(vals.max()) * 2)
+    return limits
+
+
+def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, *, limits: dict | None = None,
+                       **plot_kw):
+    """Three panels over the extra iterations t: relative update, norm growth per step, change of direction.
+
+    ``limits`` (:func:`unroll_limits`) fixes the y axes; the x axis always spans
+    every recorded t, also where a curve stops early (see :func:`truncation`).
+    """
     if axes is None:
-        _, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        _, axes = plt.subplots(1, 3, figsize=(COLUMN_WIDTH, 2.9), layout="constrained")
     t = range(1, len(curves["update"]) + 1)
     for ax, key, ylabel in zip(axes, ("update", "growth", "turn"),
                                (r"$\|h_{t+1}-h_t\| / \|h_t\|$", r"$\|h_{t+1}\| / \|h_t\|$",
@@ -163,27 +286,40 @@ def plot_unroll_curves(curves: dict, axes=None, label=None, k=None, **plot_kw):
             ax.yaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("extra iterations of the last block, t")
         ax.set_ylabel(ylabel)
+        ax.set_xlim(0, len(curves[key]) + 1)
+        if limits is not None and limits.get(key) is not None:
+            ax.set_ylim(*limits[key])
         if k is not None:
             ax.axvline(k, color="grey", lw=0.8, ls=":")
     return axes
 
 
-def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str = ""):
-    """One network's unrolling: the three :func:`plot_unroll_curves` panels and accuracy against extra steps."""
+def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str = "", *,
+                  limits: dict | None = None):
+    """One network's unrolling on a 2x2 grid: the three :func:`plot_unroll_curves` panels and accuracy.
+
+    Accuracy is drawn against the extra steps ``steps`` on a linear axis from 0.
+    ``limits`` (:func:`unroll_limits`) fixes the curves' y axes, so that the frames
+    of a slider figure share them. Curves that stop early say why under the panels
+    (:func:`truncation`). Returns the figure.
+    """
     steps = list(steps)
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-    plot_unroll_curves(curves, axes[:3], k=k)
-    axes[3].plot(steps, accuracy, "o-")
-    axes[3].axvline(k, color="grey", lw=0.8, ls=":")
-    axes[3].set_xlabel("extra iterations k")
-    axes[3].set_ylabel("test accuracy")
-    axes[3].set_xscale("symlog", linthresh=1)
-    axes[3].xaxis.set_minor_locator(NullLocator())
-    axes[3].set_ylim(0, 1)
+    fig, axes = plt.subplots(2, 2, figsize=(COLUMN_WIDTH, 5.4), layout="constrained")
+    axes = axes.flat
+    plot_unroll_curves(curves, axes[:3], k=k, limits=limits)
+    acc = axes[3]
+    acc.plot(steps, accuracy, "o-")
+    acc.axvline(k, color="grey", lw=0.8, ls=":")
+    acc.set_xlabel("extra iterations k")
+    acc.set_ylabel("test accuracy")
+    acc.set_xlim(-0.02 * max(max(steps), 1), max(max(steps), len(curves["update"])) * 1.02 + 0.5)
+    acc.set_ylim(0, 1)
     near = min(range(len(steps)), key=lambda j: abs(steps[j] - k))
     fig.suptitle(f"{name}: accuracy {accuracy[near]:.3f} after k = {steps[near]} extra iterations"
-                 + (f" · {title}" if title else ""))
-    fig.tight_layout()
+                 + (f" · {title}" if title else ""), fontsize=10)
+    note = truncation(curves)
+    if note:
+        fig.supxlabel(note, fontsize=8, color="dimgrey")
     return fig
 
 
@@ -225,16 +361,24 @@ def plot_vs_coupling(results, metric: str = "final_test_acc", ax=None, *, title:
 
 
 def plot_indices(results, axes=None):
-    """The indices against coupling, one panel each, both constraints; returns the figure."""
+    """The indices against coupling, one panel each, both constraints; returns the figure.
+
+    Without ``axes``: two panels a row, in the column's width (a spare panel is hidden).
+    """
     keys = [k for k in INDEX_KEYS if any(k in r.indices for r in results)]
     if axes is None:
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.2))
-    axes = np.atleast_1d(axes)
+        rows = (len(keys) + 1) // 2
+        fig, axes = plt.subplots(rows, 2, figsize=(COLUMN_WIDTH, 2.9 * rows), layout="constrained",
+                                 squeeze=False)
+        for ax in axes.flat[len(keys):]:
+            ax.set_visible(False)
+    axes = np.atleast_1d(axes).ravel()
     for k, ax in zip(keys, axes):
         plot_vs_coupling(results, k, ax, title=INDEX_TITLES[k], ylabel="index")
         ax.set_ylim(*INDEX_RANGES[k])            # the index's whole range: small wiggles look small
     fig = axes[0].figure
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     return fig
 
 
