@@ -129,3 +129,11 @@ def test_tool_tags_every_widget_cell_then_drops_the_state():
     layout.apply_layout(nb)
     assert all("remove-output" in c.metadata.get("tags", []) for c in nb.cells if layout._shows_widget(c))
     assert "widgets" not in nb.metadata
+
+
+def test_a_stand_in_written_but_not_yet_executed_counts():
+    nb = _notebook(widget_tags=("remove-output",), with_state=False, stand_in=False)
+    nb.cells.append(nbformat.v4.new_code_cell("slider_figure(frames)"))      # not executed yet
+    assert layout.missing_stand_ins(nb) == []
+    nb.cells[-1].execution_count = 3                                         # executed, showed nothing
+    assert layout.missing_stand_ins(nb) == [4]

@@ -120,3 +120,15 @@ def test_diagram_labels_stay_inside_their_boxes():
         inner = text.get_window_extent(renderer)
         assert any(b.x0 <= inner.x0 and inner.x1 <= b.x1 for b in boxes), text.get_text()
     plt.close(fig)
+
+
+def test_index_panels_two_a_row_in_the_column():
+    from test_report import fake_results
+
+    from itercourse.viz.plots import plot_indices
+
+    fig = plot_indices(fake_results(effect=0.3, noise=0.01))
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 4 and fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
+    assert len({round(ax.get_position().x0, 3) for ax in visible}) == 2      # two columns
+    plt.close(fig)

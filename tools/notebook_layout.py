@@ -74,7 +74,14 @@ def long_lines(nb, max_line: int = MAX_LINE) -> list[tuple[int, int, int, str]]:
 
 
 def _static_stand_in(cell) -> bool:
-    """Whether a code cell shows a kernel-free figure: a slider figure (a range input) or an image."""
+    """Whether a code cell shows a kernel-free figure: a slider figure (a range input) or an image.
+
+    A ``slider_figure`` cell not executed yet (no outputs, no execution count) counts
+    too: its figure appears when the notebook is next executed.
+    """
+    if (not cell.get("outputs") and cell.get("execution_count") is None
+            and "slider_figure(" in cell.get("source", "")):
+        return True
     for out in cell.get("outputs", []):
         data = out.get("data", {})
         html = data.get("text/html", "")
