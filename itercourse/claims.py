@@ -1,10 +1,11 @@
 """Claims and failure records: how sweeps share a results folder without duplicating or looping.
 
-While a config is computed, its claim file ``<id>.claim`` (created atomically with
-``O_CREAT | O_EXCL``, holding the owner's pid, host and time) sits beside the results;
-a second sweep on the same folder skips it and waits. A claim whose owner on this
+While a config is computed, its claim file ``<id>.claim`` (created atomically and
+exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host and time)
+sits beside the results; a second sweep on the same folder skips it and waits. A claim whose owner on this
 host is dead, or written on another host more than ``CLAIM_TTL_S`` ago, is stale and
-taken over. A config that fails leaves ``<id>.failed.json`` (label, id, error), so a
+taken over (two takeovers of one stale claim at the same instant are not excluded;
+both then compute the config, and the atomic result write keeps one). A config that fails leaves ``<id>.failed.json`` (label, id, error), so a
 rerun does not retry it forever; ``sweep(..., retry_failed=True)`` clears the records.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 
 from .experiments import ExperimentConfig, result_path
-from .io import read_json
+from .io import atomic_create_bytes, read_json
 
 CLAIM_TTL_S = 48 * 3600     # a claim by a process on another host is stale after this long
 
@@ -47,36 +48,30 @@ def _alive(pid: int) -> bool:
 
 
 def claim(cfg: ExperimentConfig, results_dir) -> bool:
-    """Claim ``cfg`` atomically (``O_CREAT | O_EXCL``); False when a live process holds it.
+    """Claim ``cfg`` atomically and exclusively; False when a live process holds it.
 
     A claim is stale (taken over) when its owner, on this host, is no longer
     running, or when it was written on another host more than ``CLAIM_TTL_S`` ago.
     """
     path = claim_path(cfg, results_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
     owner = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
     for _ in range(2):
+        if atomic_create_bytes(path, json.dumps(owner).encode()):
+            return True
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        except FileExistsError:
-            try:
-                held = json.loads(path.read_text())
-                stale = (not _alive(held["pid"]) if held["host"] == owner["host"]
-                         else time.time() - held["time"] > CLAIM_TTL_S)
-            except FileNotFoundError:
-                continue                          # released meanwhile: try again
-            except (ValueError, KeyError, TypeError):
-                stale = time.time() - path.stat().st_mtime > 60   # half-written by a killed process
-            if not stale:
-                return False
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(owner, f)
-        return True
+            held = json.loads(path.read_text())
+            stale = (not _alive(held["pid"]) if held["host"] == owner["host"]
+                     else time.time() - held["time"] > CLAIM_TTL_S)
+        except FileNotFoundError:
+            continue                              # released meanwhile: try again
+        except (ValueError, KeyError, TypeError):
+            stale = True                          # not a claim this code wrote
+        if not stale:
+            return False
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
     return False
 
 

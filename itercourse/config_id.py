@@ -105,3 +105,17 @@ def hash_of(d: dict) -> str:
     """12 hex digits of the SHA-256 of ``d``'s canonical JSON (sorted keys, numbers as floats)."""
     text = json.dumps(_canonical(d), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def spellings(cfg: dict) -> list:
+    """Equivalent spellings of ``cfg`` that 0.1.0 hashed differently (coupling None / 0.0; the default
+    ``num_digits`` written out or not): where :func:`itercourse.experiments.load_result` looks for old ids."""
+    base = canonical_config(cfg)
+    out = []
+    for coupling in (0.0, None):
+        for options in ([], [["num_digits", 3]] if base.get("dataset") == "digitclutter" else []):
+            d = copy.deepcopy(base)
+            d["train"]["coupling"] = coupling if d["train"]["coupling"] in (0, None) else d["train"]["coupling"]
+            d["dataset_options"] = sorted([list(kv) for kv in d["dataset_options"]] + options)
+            out.append(d)
+    return out

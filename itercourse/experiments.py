@@ -38,7 +38,7 @@ from . import __version__
 from .coupling import block_difference, block_similarity, block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
-from .config_id import NEUTRAL_FIELDS, canonical_config, check_parameters, flat, hash_of
+from .config_id import canonical_config, check_parameters, flat, hash_of, spellings
 from .indices import iterative_convergence_indices, recurrence_index
 from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
 from .lipschitz import branch_lipschitz_report
@@ -251,10 +251,10 @@ def load_result(cfg: ExperimentConfig, results_dir="results", *, warn: bool = Tr
     """
     path = result_path(cfg, results_dir)
     if not path.exists():
-        old = path.with_name(f"{legacy_hash(cfg)}.json")
-        if old == path or not old.exists():
+        old = [path.with_name(f"{hash_of(d)}.json") for d in spellings(asdict(cfg))]
+        path = next((p for p in old if p.exists()), None)
+        if path is None:
             return None
-        path = old
     try:
         res = Result.from_json(path)
         if config_hash(asdict(res.config)) != cfg.id:

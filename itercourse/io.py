@@ -80,6 +80,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def atomic_create_bytes(path: str | os.PathLike, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist (a lock); False when it already does.
+
+    The data goes to a temporary file first, then ``os.link`` gives it its name: atomic, exclusive
+    (like ``O_CREAT | O_EXCL``) and never seen half-written.
+    """
+    path = ensure_writable_folder(path)
+    tmp = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.new"), data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
