@@ -2,11 +2,13 @@
 
 While a config is computed, its claim file ``<id>.claim`` (created atomically and
 exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host and time)
-sits beside the results; a second sweep on the same folder skips it and waits. A claim whose owner on this
-host is dead, or written on another host more than ``CLAIM_TTL_S`` ago, is stale and
-taken over (two takeovers of one stale claim at the same instant are not excluded;
-both then compute the config, and the atomic result write keeps one). A config that fails leaves ``<id>.failed.json`` (label, id, error), so a
-rerun does not retry it forever; ``sweep(..., retry_failed=True)`` clears the records.
+sits beside the results; a second sweep on the same folder skips it and waits.
+A claim whose owner on this host is dead, or written on another host more than
+``CLAIM_TTL_S`` ago, is stale and taken over (two takeovers of one stale claim at
+the same instant are not excluded; both then compute the config, and the atomic
+result write keeps one). A config that fails leaves ``<id>.failed.json`` (label,
+id, error), so a rerun does not retry it forever; ``sweep(..., retry_failed=True)``
+clears the records.
 """
 from __future__ import annotations
 
