@@ -128,7 +128,11 @@ class ExperimentConfig:
             raise ValueError(f"config has unknown fields {sorted(unknown)}; a misspelling, or a file written "
                              "by another version of itercourse (fields allowed: "
                              f"{[f.name for f in dataclasses.fields(cls)]})")
-        d["model"] = _sub_config(ResNetConfig, d.get("model", {}), "model")
+        model = d.get("model", {})
+        if isinstance(model, dict) and d.get("dataset", "digitclutter") in DATASET_SHAPES:
+            channels, classes = DATASET_SHAPES[d.get("dataset", "digitclutter")]   # default: fit the dataset
+            model = {"in_channels": channels, "num_classes": classes, **model}
+        d["model"] = _sub_config(ResNetConfig, model, "model")
         d["train"] = _sub_config(TrainConfig, d.get("train", {}), "train")
         return cls(**d)
 

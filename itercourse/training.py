@@ -303,6 +303,12 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
             pass
         else:
             owner, stored = _checkpoint_owner(cfg, model, architecture), state.get("owner")
+            if stored is None and "train_config" in state:      # written before checkpoints had an owner
+                same_shapes = {k: tuple(v.shape) for k, v in state["model"].items()} == \
+                    {k: tuple(v.shape) for k, v in model.state_dict().items()}
+                old = state["train_config"]
+                stored = {"train": repr(sorted({**old, "coupling": old.get("coupling") or 0.0}.items())),
+                          "architecture": owner["architecture"] if same_shapes else "other shapes"}
             if stored != owner:
                 which = "no record of its run" if stored is None else " and ".join(
                     k for k in ("train", "architecture") if stored.get(k) != owner[k]) + " differ"

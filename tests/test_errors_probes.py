@@ -518,3 +518,19 @@ def test_a_config_claimed_by_another_sweep_is_not_trained_twice(tmp_path, monkey
     results = sweep([cfg], results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "c",
                     data_root=str(tmp_path / "d"), progress=False, log=lambda *a: None, poll_s=0.1)
     assert results[0].id == cfg.id and not path.exists()           # the dead owner's claim was taken over
+
+
+def test_a_checkpoint_written_before_owners_still_resumes(tmp_path, data):
+    """Checkpoints of 0.1.0 carry only ``train_config``: they resume for the same recipe and shapes."""
+    from itercourse.io import atomic_torch_save, torch_load_verified
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=1, batch_size=8, fast=False, augment=False)
+    train(tiny_model(), data, cfg, checkpoint=ckpt, progress=False, log=lambda *a: None)
+    state = torch_load_verified(ckpt)
+    del state["owner"]
+    atomic_torch_save(ckpt, state)
+    logs = []
+    assert train(tiny_model(), data, cfg, checkpoint=ckpt, progress=False, log=logs.append).epoch == [1]
+    assert any("resumed" in m for m in logs)
+    with pytest.raises(ValueError, match=r"another run \(train differ\)"):
+        train(tiny_model(), data, dataclasses.replace(cfg, lr=0.01), checkpoint=ckpt, progress=False)
