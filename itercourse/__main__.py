@@ -309,7 +309,7 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
     text = [f"# {experiment}", "",
             f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
             f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
-            *([f"", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
+            *(["", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
               + [f"- `{p}`: {why}" for p, why in skipped] if skipped else []),
             "", "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]

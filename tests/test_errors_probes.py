@@ -534,3 +534,8 @@ def test_a_checkpoint_written_before_owners_still_resumes(tmp_path, data):
     assert any("resumed" in m for m in logs)
     with pytest.raises(ValueError, match=r"another run \(train differ\)"):
         train(tiny_model(), data, dataclasses.replace(cfg, lr=0.01), checkpoint=ckpt, progress=False)
+
+
+def test_numpy_bools_become_bools():
+    cfg = TrainConfig(identical_init=np.float64(0.5) > 0)
+    assert cfg.identical_init is True
