@@ -67,8 +67,8 @@ class TrainConfig:
             if name == "identical_init" and self.identical_init == "coupled":
                 raise TypeError("identical_init='coupled' is a grid spelling, resolved when a grid is expanded; "
                                 "a TrainConfig takes True or False")
-            if type(getattr(self, name)).__name__ == "bool_":      # numpy's bool (lam > 0 on an array)
-                object.__setattr__(self, name, bool(getattr(self, name)))
+            if type(getattr(self, name)).__module__ == "numpy" and "bool" in type(getattr(self, name)).__name__:
+                object.__setattr__(self, name, bool(getattr(self, name)))   # numpy's bool (lam > 0 on arrays)
             check_bool(name, getattr(self, name))
         milestones = self.milestones
         if isinstance(milestones, (int, float)) and not isinstance(milestones, bool):
