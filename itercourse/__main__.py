@@ -17,12 +17,12 @@ import torch
 
 from .blocks import BRANCH_NORMS, UNITS
 from .data import DATASETS
-from .digitclutter import make_digitclutter, save_digitclutter
+from .digitclutter import check_size, make_digitclutter, save_digitclutter
 from .experiments import ExperimentConfig, is_done, load_results, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
 from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
-from .sweeps import EXECUTORS, PRESETS, grid_yaml, load_grid, sweep
+from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig
 
@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"training images (default: {book['train_size']})")
     r.add_argument("--test-size", type=int, default=book["test_size"],
                    help=f"test images (default: {book['test_size']})")
+    r.add_argument("--index-size", type=int, default=None,
+                   help=f"test images used for the indices (default: {book['index_size']}, at most --test-size)")
     r.add_argument("--num-digits", type=_num_digits, default=None, help="digits per Digitclutter image (default: 3)")
     r.add_argument("--depth", type=int, default=None,
                    help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
@@ -172,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--submitit-folder", default="submitit_logs", help="submitit logs (default: submitit_logs)")
     s.add_argument("--list", action="store_true", help="print the grid's configs and whether each is done; run nothing")
     s.add_argument("--dump", action="store_true", help="print the preset as YAML (to save as a grid file)")
+    s.add_argument("--retry-failed", action="store_true",
+                   help="run again the configs that failed before (their <id>.failed.json records)")
     common(s)
 
     rep = sub.add_parser("report", help="tables and figures from a results folder",
@@ -181,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--experiment", default="digitclutter_grid", help="results subfolder (default: digitclutter_grid)")
     rep.add_argument("--results-dir", default="results", help="default: results")
     rep.add_argument("--out", default="report", help="output folder for report.md and PNGs (default: report)")
+    rep.add_argument("--allow-missing", action="store_true",
+                     help="exit 0 even when some result files are damaged and skipped (they are listed)")
 
     d = sub.add_parser("digitclutter", help="generate a Digitclutter dataset and save it",
                        formatter_class=_formatter, epilog=DIGITCLUTTER_EPILOG,
@@ -216,9 +222,9 @@ def _device(args):
     return None if args.device == "auto" else args.device
 
 
-def cmd_run(args) -> None:
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run_config(args) -> ExperimentConfig:
+    """The ``ExperimentConfig`` that ``run`` with these arguments computes (or finds)."""
+    book_index_size = PRESETS["digitclutter"]()["index_size"]
     channels = {"mnist": 1, "digitclutter": 1}.get(args.dataset, 3)
     classes = 100 if args.dataset == "cifar100" else 10
     model = ResNetConfig(in_channels=channels, num_classes=classes, widths=tuple(args.widths),
@@ -233,7 +239,15 @@ def cmd_run(args) -> None:
     options = {} if args.num_digits is None else {"num_digits": args.num_digits}
     cfg = ExperimentConfig(experiment=args.experiment, dataset=args.dataset, train_size=args.train_size,
                            test_size=args.test_size, model=model, train=train, seed=args.seed,
-                           dataset_options=options)
+                           dataset_options=options, index_size=args.index_size if args.index_size is not None
+                           else min(book_index_size, args.test_size or book_index_size))
+    return cfg
+
+
+def cmd_run(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = run_config(args)
     res = run(cfg, args.results_dir, args.checkpoint_dir, device=_device(args), data_root=args.data_root)
     print(f"{cfg.label()}: test accuracy {res.final_test_acc:.4f}")
     print("indices: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
@@ -250,7 +264,8 @@ def cmd_sweep(args) -> None:
     configs = load_grid(args.preset or args.grid)
     if args.list:
         for c in configs:
-            print(f"{c.id}  {'done   ' if is_done(c, args.results_dir) else 'pending'}  {c.experiment}  {c.label()}")
+            print(f"{c.id}  {'done   ' if is_done(c, args.results_dir) else 'pending'}  {c.experiment}  "
+                  f"{c.label(configs)}")
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -261,14 +276,19 @@ def cmd_sweep(args) -> None:
         slurm["gpus_per_node"] = args.gpus
     results = sweep(configs, args.executor, results_dir=args.results_dir, checkpoint_dir=args.checkpoint_dir,
                     device=_device(args), data_root=args.data_root, workers=args.workers, threads=args.threads,
-                    cluster=args.cluster, submitit_folder=args.submitit_folder, slurm=slurm)
+                    cluster=args.cluster, submitit_folder=args.submitit_folder, slurm=slurm,
+                    retry_failed=args.retry_failed)
     print(f"{len(results)} results in {Path(args.results_dir) / configs[0].experiment}")
 
 
-def write_report(experiment: str, results_dir="results", out_dir="report") -> list[Path]:
-    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths."""
+def write_report(experiment: str, results_dir="results", out_dir="report", skipped: list | None = None) -> list[Path]:
+    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths.
+
+    Damaged result files are listed in ``report.md`` (and appended to ``skipped`` as ``(path, reason)``).
+    """
     matplotlib.use("Agg")
-    results = load_results(experiment, results_dir)
+    skipped = [] if skipped is None else skipped
+    results = load_results(experiment, results_dir, skipped=skipped)
     if not results:
         raise FileNotFoundError(f"no results in {str(Path(results_dir) / experiment)!r}; run "
                                 f"'python -m itercourse sweep --preset ...' first, or pass --results-dir")
@@ -289,6 +309,8 @@ def write_report(experiment: str, results_dir="results", out_dir="report") -> li
     text = [f"# {experiment}", "",
             f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
             f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
+            *(["", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
+              + [f"- `{p}`: {why}" for p, why in skipped] if skipped else []),
             "", "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
     if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
@@ -297,13 +319,27 @@ def write_report(experiment: str, results_dir="results", out_dir="report") -> li
     return paths
 
 
-def cmd_report(args) -> None:
-    paths = write_report(args.experiment, args.results_dir, args.out)
+def cmd_report(args) -> int:
+    skipped = []
+    paths = write_report(args.experiment, args.results_dir, args.out, skipped)
     for p in paths:
         print(p)
+    for p, why in skipped:
+        print(f"skipped (damaged, not counted): {p}: {why}")
+    if skipped and not args.allow_missing:
+        print(f"{PROG} report: error: {len(skipped)} result file(s) skipped (listed above and in report.md); "
+              "recompute them (sweep) or pass --allow-missing", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_digitclutter(args) -> None:
+    check_size(args.n, args.size)                  # before generating: n * size^2 bytes must fit
+    if Path(args.out).is_dir():
+        raise ValueError(f"argument --out: {args.out!r} is a folder; allowed: a file name ending in .npz, "
+                         f"e.g. {str(Path(args.out) / 'clutter.npz')!r}")
+    if args.preview and Path(args.preview).suffix.lower() != ".png":
+        raise ValueError(f"argument --preview: {args.preview!r} must end in .png (the preview is a PNG image)")
     images, labels = make_digitclutter(args.n, args.num_digits, size=args.size, seed=args.seed, debris=args.debris)
     save_digitclutter(args.out, images.numpy(), labels.numpy(), n=args.n, num_digits=args.num_digits,
                       size=args.size, seed=args.seed, debris=args.debris)
@@ -331,7 +367,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     _check_flags(parser, args)
     try:
-        COMMANDS[args.command](args)
+        return COMMANDS[args.command](args) or 0
+    except SweepFailed as err:                     # the other configs ran; the failures are listed
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, CorruptFileError) as err:
         # configuration mistakes reach the student as a one-line error, like argparse's own
         sub = parser.subcommands[args.command]

@@ -31,7 +31,7 @@ import torch.nn.functional as Fn
 import torchvision
 
 from . import digitclutter as dc
-from .errors import check_choice, check_int, check_positive_int
+from .errors import check_choice, check_device, check_int, check_positive_int
 from .io import CorruptFileError
 
 DATASETS = ("mnist", "cifar10", "cifar100", "digitclutter")
@@ -72,6 +72,9 @@ class BatchLoader:
         check_int("pad", pad, minimum=0)
         if len(images) != len(labels):
             raise ValueError(f"images has {len(images)} items but labels has {len(labels)}; they must match")
+        if images.dtype != torch.uint8:         # x / 255 of images already in [0, 1] would be silently wrong
+            raise TypeError(f"images has dtype {images.dtype}; allowed: torch.uint8 pixels in 0..255 (from floats "
+                            "in [0, 1]: (images * 255).round().to(torch.uint8))")
         self.images, self.labels = images, labels                   # (N, C, H, W) uint8, (N,) or (N, K)
         device = images.device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
@@ -253,6 +256,7 @@ def load_dataset(name: str, root: str = "data", *, train_size: int | None = None
     """
     check_choice("name", name, DATASETS)
     check_int("seed", seed, minimum=0)
+    check_device("device", device)
     if name == "digitclutter":
         n_train = 100_000 if train_size is None else train_size
         n_test = 10_000 if test_size is None else test_size

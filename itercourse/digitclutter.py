@@ -254,6 +254,19 @@ def _chunk(seed, chunk, size, nd_range, face_range, debris, n_debris, debris_siz
     return images, meta
 
 
+MAX_SIZE = 128              # image side in pixels: larger sides exhaust the generator's float buffers
+MAX_BYTES = 2 ** 31         # n * size^2 bytes of uint8 images (2 GiB): more is refused before generating
+
+
+def check_size(n: int, size: int = 32) -> None:
+    """Raise ``ValueError`` unless ``size`` is in 8..MAX_SIZE and n images of it fit in MAX_BYTES."""
+    if size > MAX_SIZE:
+        raise ValueError(f"size={size} is too large; allowed: 8..{MAX_SIZE} pixels")
+    if n * size * size > MAX_BYTES:
+        raise ValueError(f"n={n} images of size={size} need {n * size * size / 1e9:.1f} GB; allowed: "
+                         f"n * size^2 <= {MAX_BYTES} bytes, i.e. n <= {MAX_BYTES // (size * size)} at size={size}")
+
+
 def make_digitclutter(n: int, num_digits=3, size: int = 32, seed: int = 0, debris: bool = False, *,
                       face_grey=(0, 64), n_debris=10, debris_size=(6, 9), return_meta: bool = False):
     """Generate ``n`` Digitclutter images and their multi-hot labels.
@@ -275,6 +288,7 @@ def make_digitclutter(n: int, num_digits=3, size: int = 32, seed: int = 0, debri
     check_positive_int("n", n)
     nd_range = _as_range("num_digits", num_digits, 1, 10)
     check_int("size", size, minimum=8)
+    check_size(n, size)
     check_int("seed", seed, minimum=0)
     if not isinstance(debris, (bool, np.bool_)):
         raise TypeError(f"debris={debris!r} must be True or False")

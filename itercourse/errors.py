@@ -10,6 +10,8 @@ import math
 from numbers import Integral, Real
 from typing import Iterable
 
+import torch
+
 
 def check_choice(name: str, value, allowed: Iterable) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``allowed``."""
@@ -24,6 +26,12 @@ def check_int(name: str, value, *, minimum: int | None = None) -> None:
         raise TypeError(f"{name}={value!r} must be an integer" + (f" >= {minimum}" if minimum is not None else ""))
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}={value!r} is too small; it must be an integer >= {minimum}")
+
+
+def check_bool(name: str, value) -> None:
+    """Raise ``TypeError`` unless ``value`` is True or False (the string "False" is truthy: refuse it)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}={value!r} must be True or False (a bool, not {type(value).__name__})")
 
 
 def check_positive_int(name: str, value) -> None:
@@ -46,3 +54,20 @@ def check_range(name: str, value, low: float, high: float, *, low_open: bool = F
 def check_positive(name: str, value) -> None:
     """Raise unless ``value`` is a finite real number > 0."""
     check_range(name, value, 0.0, math.inf, low_open=True, high_open=True)
+
+
+def check_device(name: str, device) -> "torch.device":
+    """The ``torch.device`` named by ``device``; ``ValueError`` if it is no device or is absent here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name}={device!r} is not a device; use 'cpu', 'cuda', 'cuda:1' or 'auto'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={device!r}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
+                         "use device='cpu' or 'auto' (on Colab: Runtime > Change runtime type > GPU)")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"{name}={device!r}: no Apple MPS device is available here "
+                         "(torch.backends.mps.is_available() is False); use device='cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{name}={device!r} is not supported; use 'cpu', 'cuda', 'cuda:1', 'mps' or 'auto'")
+    return dev

@@ -15,14 +15,15 @@ time it is asked; a corrupt or truncated file is reported and recomputed,
 never used. Training checkpoints every epoch, so a killed run resumes.
 Grids of configs, their presets and ``sweep`` live in :mod:`itercourse.sweeps`.
 
+One canonical form per config (equivalent spellings hash alike, old results keep their ids):
+see :mod:`itercourse.config_id`, which also says how to add a config field.
+
 Pattern: results cached by a hash of their config (uvadlc notebooks);
 results carry their config and code version (cifar10-airbench).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import platform
 import time
@@ -36,13 +37,19 @@ import torch
 from . import __version__
 from .coupling import block_difference, block_similarity, block_spread, effective_parameters
 from .data import DATASETS, load_dataset
-from .errors import check_choice, check_int, check_positive_int
+from .errors import check_bool, check_choice, check_int, check_positive_int
+from .config_id import canonical_config, check_parameters, flat, hash_of, spellings
 from .indices import iterative_convergence_indices, recurrence_index
 from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .training import History, TrainConfig, evaluate, resolve_device, train
 
+# Image channels and classes of each dataset: checked against the model before any data is made.
+DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
+
+# The most training/test images a config may ask for (digitclutter is generated in memory: n * 32 * 32 bytes).
+MAX_IMAGES = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,7 @@ class ExperimentConfig:
     train_size: int | None = 10_000                      # training images (None = the whole split)
     test_size: int | None = 2_000                        # test images (None = the whole split)
     data_seed: int = 0                                   # which images (same for every seed of a grid)
-    model: ResNetConfig = field(default_factory=ResNetConfig)  # architecture (spectral_coeff = constraint)
+    model: ResNetConfig | None = None                    # architecture (None: ResNetConfig() fitted to the dataset)
     train: TrainConfig = field(default_factory=TrainConfig)    # recipe (coupling = gradient coupling)
     seed: int = 0                                        # initial weights and data order (train.seed := seed)
     index_size: int = 1_000                              # test images used for the three indices
@@ -71,9 +78,25 @@ class ExperimentConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
+        for name in ("seed", "data_seed", "index_size", "train_size", "test_size"):
+            value = getattr(self, name)          # numpy integers (np.int64(1)) become plain ints
+            if value is not None and not isinstance(value, (bool, int)) and hasattr(value, "__index__"):
+                object.__setattr__(self, name, int(value))
+        for name in ("train_size", "test_size"):
+            if getattr(self, name) is not None and getattr(self, name) > MAX_IMAGES:
+                raise ValueError(f"{name}={getattr(self, name)} is too large; allowed: 1..{MAX_IMAGES} "
+                                 "(None = the whole split)")
         check_int("data_seed", self.data_seed, minimum=0)
         check_int("seed", self.seed, minimum=0)
         check_positive_int("index_size", self.index_size)
+        check_bool("index_performance", self.index_performance)
+        test_n = self.test_size if self.test_size is not None or self.dataset != "digitclutter" else 10_000
+        if test_n is not None and self.index_size > test_n:
+            raise ValueError(f"index_size={self.index_size} is larger than test_size={test_n}; the indices "
+                             f"use test images: choose index_size <= {test_n}")
+        if self.model is None:                 # the default architecture, with the dataset's channels and classes
+            channels, classes = DATASET_SHAPES[self.dataset]
+            object.__setattr__(self, "model", ResNetConfig(in_channels=channels, num_classes=classes))
         if not isinstance(self.model, ResNetConfig):
             raise TypeError(f"model={self.model!r} must be a ResNetConfig")
         if not isinstance(self.train, TrainConfig):
@@ -82,6 +105,13 @@ class ExperimentConfig:
             object.__setattr__(self, "train", replace(self.train, seed=self.seed))
         for name in ("index_options", "dataset_options"):
             object.__setattr__(self, name, _options(name, getattr(self, name)))
+        check_parameters("index_options", dict(self.index_options), iterative_convergence_indices,
+                          exclude=("model", "loader"))
+        channels, classes = DATASET_SHAPES[self.dataset]
+        if (self.model.in_channels, self.model.num_classes) != (channels, classes):
+            raise ValueError(f"model.in_channels={self.model.in_channels}, model.num_classes="
+                             f"{self.model.num_classes} do not fit dataset={self.dataset!r}; allowed: "
+                             f"in_channels={channels}, num_classes={classes}")
 
     # ---------------------------------------------------------------- identity
     @property
@@ -95,18 +125,31 @@ class ExperimentConfig:
         d = dict(d)
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"config has unknown fields {sorted(unknown)}; it was written by another "
-                             "version of itercourse (fields allowed: "
+            raise ValueError(f"config has unknown fields {sorted(unknown)}; a misspelling, or a file written "
+                             "by another version of itercourse (fields allowed: "
                              f"{[f.name for f in dataclasses.fields(cls)]})")
-        d["model"] = _sub_config(ResNetConfig, d.get("model", {}), "model")
+        model = d.get("model", {})
+        if isinstance(model, dict) and d.get("dataset", "digitclutter") in DATASET_SHAPES:
+            channels, classes = DATASET_SHAPES[d.get("dataset", "digitclutter")]   # default: fit the dataset
+            model = {"in_channels": channels, "num_classes": classes, **model}
+        d["model"] = _sub_config(ResNetConfig, model, "model")
         d["train"] = _sub_config(TrainConfig, d.get("train", {}), "train")
         return cls(**d)
 
-    def label(self) -> str:
-        """Short human-readable description, e.g. ``coupling=0.5 c=0.9 seed=1``."""
+    def label(self, others=()) -> str:
+        """Short human-readable description, e.g. ``coupling=0.5 c=0.9 seed=1``.
+
+        With ``others`` (the other configs of a grid), every further field whose value varies
+        across them is appended (``train.lr=0.01``), so configs that differ never share a label.
+        """
         c = self.model.spectral_coeff
         lam = self.train.coupling or 0.0
-        return f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}"
+        text = f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}"
+        shown = {"train.coupling", "model.spectral_coeff", "seed", "train.seed"}
+        mine = flat(canonical_config(asdict(self)))
+        flats = [flat(canonical_config(asdict(o))) for o in others]
+        varying = sorted(k for k in mine if k not in shown and any(f.get(k) != mine[k] for f in flats))
+        return " ".join([text] + [f"{k}={mine[k]}" for k in varying])
 
 
 def _options(name: str, value) -> tuple:
@@ -131,30 +174,22 @@ def _sub_config(kind, d, name):
     return kind(**d)
 
 
-def _canonical(obj):
-    """Numbers as floats, tuples as lists, dict keys sorted: equal configs give equal text."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, (int, float)):
-        return float(obj)
-    if isinstance(obj, dict):
-        return {str(k): _canonical(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_canonical(v) for v in obj]
-    raise TypeError(f"cannot hash a config containing {obj!r} ({type(obj).__name__})")
-
-
 def config_hash(cfg: ExperimentConfig | dict) -> str:
     """Stable 12-hex id of a config (or of its ``asdict``): sha256 of its canonical JSON.
 
-    Independent of PYTHONHASHSEED, of the process and of int-vs-float spelling (0 == 0.0).
+    Independent of PYTHONHASHSEED, of the process, of int-vs-float spelling (0 == 0.0) and of
+    the equivalent spellings :func:`canonical_config` makes one.
     """
     if isinstance(cfg, ExperimentConfig):
         cfg = asdict(cfg)
     if not isinstance(cfg, dict):
         raise TypeError(f"cfg={cfg!r} must be an ExperimentConfig or its asdict()")
-    text = json.dumps(_canonical(cfg), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return hash_of(canonical_config(cfg))
+
+
+def legacy_hash(cfg: ExperimentConfig | dict) -> str:
+    """The 0.1.0 id: the hash of ``asdict`` as spelled, without :func:`canonical_config`."""
+    return hash_of(asdict(cfg) if isinstance(cfg, ExperimentConfig) else cfg)
 
 
 # ---------------------------------------------------------------- results
@@ -195,9 +230,11 @@ class Result:
         except (KeyError, TypeError, ValueError) as err:
             raise CorruptFileError(f"result {obj if not isinstance(obj, dict) else '<dict>'} is not a "
                                    f"valid Result ({err})") from err
-        # The id is the hash of the config *as stored*: a field added to ResNetConfig/TrainConfig
-        # later (with a default) changes new ids, but old results still load and keep theirs.
-        if d.get("id") != res.id:
+        # The id is the hash of the config *as stored* (canonical form; a result written before
+        # the canonical form may carry the legacy hash of its spelling, and keeps it).
+        if d.get("id") == legacy_hash(d["config"]) and d.get("id") != res.id:
+            res.id = d["id"]
+        elif d.get("id") != res.id:
             raise CorruptFileError(f"result says id={d.get('id')!r} but its stored config hashes to {res.id!r}")
         return res
 
@@ -212,15 +249,23 @@ def checkpoint_path(cfg: ExperimentConfig, checkpoint_dir="checkpoints") -> Path
 
 
 def load_result(cfg: ExperimentConfig, results_dir="results", *, warn: bool = True) -> Result | None:
-    """The cached ``Result`` of ``cfg``, or ``None`` when absent or unusable (then a warning says why)."""
+    """The cached ``Result`` of ``cfg``, or ``None`` when absent or unusable (then a warning says why).
+
+    Looks under the canonical id, then under the legacy id of ``cfg``'s spelling (compatibility path).
+    """
     path = result_path(cfg, results_dir)
     if not path.exists():
-        return None
+        old = [path.with_name(f"{hash_of(d)}.json") for d in spellings(asdict(cfg))]
+        path = next((p for p in old if p.exists()), None)
+        if path is None:
+            return None
     try:
         res = Result.from_json(path)
-        if res.id != cfg.id:
+        if config_hash(asdict(res.config)) != cfg.id:
             raise CorruptFileError(f"path={str(path)!r} holds the result of config {res.id}, not {cfg.id}")
         return res
+    except FileNotFoundError:                           # removed between the check and the read
+        return None
     except CorruptFileError as err:
         if warn:
             warnings.warn(f"{err}; it will be recomputed", RuntimeWarning, stacklevel=2)
@@ -232,15 +277,34 @@ def is_done(cfg: ExperimentConfig, results_dir="results") -> bool:
     return load_result(cfg, results_dir, warn=False) is not None
 
 
-def load_results(experiment: str, results_dir="results") -> list[Result]:
-    """Every verified result under ``results_dir/<experiment>/`` (corrupt files are warned about, skipped)."""
+def load_results(experiment: str, results_dir="results", *, skipped: list | None = None) -> list[Result]:
+    """Every verified result under ``results_dir/<experiment>/`` (corrupt files are warned about, skipped).
+
+    A folder that does not exist (or is a file) raises ``FileNotFoundError`` / ``NotADirectoryError``.
+    With ``skipped`` (a list), the skipped files are appended to it as ``(path, reason)``. Two files
+    of one config (canonical and legacy spelling) count once.
+    """
     folder = Path(results_dir) / experiment
-    out = []
+    if not folder.exists():
+        raise FileNotFoundError(f"experiment={experiment!r}: no results folder {str(folder)!r}; run "
+                                "'python -m itercourse sweep --preset ...' first, or check the results folder "
+                                "and the experiment name (allowed here: "
+                                f"{sorted(p.name for p in Path(results_dir).glob('*') if p.is_dir())})")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"experiment={experiment!r}: {str(folder)!r} is a file, not a results folder")
+    out, seen = [], set()
     for path in sorted(folder.glob("*.json")):
         try:
-            out.append(Result.from_json(path))
+            res = Result.from_json(path)
         except CorruptFileError as err:
             warnings.warn(f"skipping {path}: {err}", RuntimeWarning, stacklevel=2)
+            if skipped is not None:
+                skipped.append((str(path), str(err)))
+            continue
+        key = config_hash(asdict(res.config))
+        if key not in seen:
+            seen.add(key)
+            out.append(res)
     return out
 
 
@@ -273,8 +337,12 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
         return cached
     path = result_path(cfg, results_dir)
     ensure_writable_folder(path)                        # fail now, not after hours of training
-    if path.exists():                                   # unusable: keep it for inspection, out of the way
-        os.replace(path, path.with_suffix(".json.corrupt"))
+    ensure_writable_folder(checkpoint_path(cfg, checkpoint_dir))
+    try:                                                # unusable: keep it for inspection, out of the way
+        if load_result(cfg, results_dir, warn=False) is None:
+            os.replace(path, path.with_suffix(".json.corrupt"))
+    except FileNotFoundError:
+        pass
 
     t0 = time.perf_counter()
     device = resolve_device(device)
@@ -287,7 +355,8 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     model = build_resnet(cfg.model, seed=cfg.seed)
     ckpt = checkpoint_path(cfg, checkpoint_dir)
     ckpt.parent.mkdir(parents=True, exist_ok=True)
-    history = train(model, data, cfg.train, device=device, checkpoint=ckpt, progress=progress, log=log)
+    history = train(model, data, cfg.train, device=device, checkpoint=ckpt, progress=progress, log=log,
+                    architecture=asdict(cfg.model))
 
     test = evaluate(model, data.loader("test", batch_size=512), device)
     indices = iterative_convergence_indices(model, _index_loader(data, cfg.index_size),
@@ -307,8 +376,11 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
             "train_seconds": float(sum(history.seconds))}
     result = Result(cfg, history, indices, float(test["acc"]), float(test["loss"]), extras, meta)
     atomic_write_json(path, result.to_json())
-    if not keep_checkpoint and ckpt.exists():
-        ckpt.unlink()
+    if not keep_checkpoint:
+        try:
+            ckpt.unlink()
+        except FileNotFoundError:
+            pass
     return result
 
 

@@ -156,6 +156,18 @@ class _Scorer:
 # ---------------------------------------------------------------- one pass over the data
 
 @torch.no_grad()
+def _pair(item, model):
+    """One ``(x, y)`` batch of a loader, checked against the model before any block runs."""
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        got = f"a {type(item).__name__}" + (f" of shape {tuple(item.shape)}" if hasattr(item, "shape") else "")
+        raise TypeError(f"loader must yield (x, y) batches of images and labels; it yielded {got}. "
+                        "Allowed: a data.loader(...) or a list of (x, y) pairs")
+    check = getattr(model, "_check_input", None)       # channels and dtype, as model(x) checks them
+    if check is not None:
+        check(item[0])
+    return item
+
+
 def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "state",
              max_pairs: int | None = MAX_PAIRS, depth_factors=DEPTH_FACTORS, seed: int = 0, device=None,
              chance: float | None = None) -> dict:
@@ -183,7 +195,8 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     deep = [[zero() for _ in factors] for _ in ns]                # correct count at depth f n, per factor
 
     with eval_mode(model):
-        for x, y in loader:
+        for item in loader:
+            x, y = _pair(item, model)
             x, y = x.to(device), y.to(device)
             score = _Scorer(y)
             labels.append(y)

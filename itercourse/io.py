@@ -50,21 +50,51 @@ def ensure_writable_folder(path: str | os.PathLike) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename)."""
+    """Write ``data`` to ``path`` atomically (temporary file + fsync + rename), mode ``0o666 & ~umask``."""
     path = ensure_writable_folder(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path={str(path)!r} is a folder; allowed: a file name, e.g. "
+                                f"{str(path / ('out' + (path.suffix or '.dat')))!r}")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())       # mkstemp gives 0600: follow the umask like open() does
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        try:
             os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         raise
     return path
+
+
+def atomic_create_bytes(path: str | os.PathLike, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if it does not exist (a lock); False when it already does.
+
+    The data goes to a temporary file first, then ``os.link`` gives it its name: atomic, exclusive
+    (like ``O_CREAT | O_EXCL``) and never seen half-written.
+    """
+    path = ensure_writable_folder(path)
+    tmp = atomic_write_bytes(path.with_name(f".{path.name}.{os.getpid()}.new"), data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
 
 
 def _digest(data: bytes) -> str:

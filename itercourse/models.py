@@ -182,6 +182,10 @@ class ResNet(nn.Module):
             raise ValueError(f"x has {x.shape[1]} channels but the model was built with "
                              f"in_channels={self.cfg.in_channels}; pass images with {self.cfg.in_channels} "
                              "channel(s) or build the model with a matching ResNetConfig(in_channels=...)")
+        dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), torch.float32)
+        if x.dtype != dtype and not torch.is_autocast_enabled():
+            raise TypeError(f"x has dtype {x.dtype} but the model's weights are {dtype}; allowed: {dtype} "
+                            f"(uint8 images: normalise them first, e.g. data.loader(...); float64: x.to({dtype}))")
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from a last-stage state: final norm, ReLU, global average pool, linear."""

@@ -146,7 +146,7 @@ class BorderlineResult:
 
 # ---------------------------------------------------------------- checks and helpers
 
-def _check_batch(x, y=None, *, need_y: bool = True) -> None:
+def _check_batch(x, y=None, *, need_y: bool = True, classes: int | None = None) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() < 2:
         raise ValueError(f"x must be a batch tensor of shape (B, ...); got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
@@ -162,6 +162,11 @@ def _check_batch(x, y=None, *, need_y: bool = True) -> None:
     if len(y) != len(x):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}; x and y must be the same batch "
                          "(len(y) == len(x))")
+    if classes is not None and not y.is_floating_point() and (y.dim() != 1 or int(y.min()) < 0
+                                                               or int(y.max()) >= classes):
+        raise ValueError(f"y (dtype {y.dtype}, shape {tuple(y.shape)}, values {int(y.min())}..{int(y.max())}) "
+                         f"is not allowed; labels must be class indices (B,) in 0..{classes - 1}, or "
+                         f"multi-hot floats (B, {classes})")
 
 
 def _check_stage(model, stage) -> int:
@@ -218,7 +223,8 @@ def gradient_alignment(model, x: torch.Tensor, y: torch.Tensor | None, *, loss_f
     loss. An example whose gradient or step is exactly zero contributes 0.
     """
     check_model(model)
-    _check_batch(x, y, need_y=loss_fn is None)
+    _check_batch(x, y, need_y=loss_fn is None, classes=getattr(getattr(model, "fc", None), "out_features", None))
+    y = y.to(device_of(model)) if isinstance(y, torch.Tensor) else y        # labels follow the model
     loss_fn = loss_fn or (lambda logits, target: task_loss(logits, target, reduction="sum"))
     with eval_mode(model), torch.enable_grad():
         x = x.detach().to(device_of(model)).requires_grad_(True)   # the graph exists even for frozen weights

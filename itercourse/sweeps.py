@@ -17,10 +17,12 @@ or (in smoke mode) a tiny grid trained in a temporary folder.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import multiprocessing as mp
 import os
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +32,11 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_positive_int
+from .claims import SweepFailed, claim, failure_path, failures, release, watch_parent
 from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
+from .io import atomic_write_json
+from .models import ResNetConfig
+from .training import TrainConfig
 from .smoke import is_smoke
 
 EXECUTORS = ("local", "submitit")
@@ -70,12 +76,49 @@ def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
 _GRID_ALIASES = {"coupling": "train.coupling", "spectral_coeff": "model.spectral_coeff"}
 
 
+def _grid_keys() -> list:
+    """Every key a grid may vary: the aliases, top-level fields, ``model.<field>`` and ``train.<field>``."""
+    names = lambda kind: [f.name for f in dataclasses.fields(kind)]
+    return (sorted(_GRID_ALIASES) + [n for n in names(ExperimentConfig) if n not in ("model", "train")]
+            + [f"model.{n}" for n in names(ResNetConfig)] + [f"train.{n}" for n in names(TrainConfig)])
+
+
 def _set_path(d: dict, dotted: str, value):
+    if dotted not in _grid_keys():
+        raise ValueError(f"grid key {dotted!r} is not a config field; allowed: {_grid_keys()}")
     parts = dotted.split(".")
-    if len(parts) > 2 or (len(parts) == 2 and parts[0] not in ("model", "train")):
-        raise ValueError(f"grid key {dotted!r} must be a top-level field, 'model.<field>' or 'train.<field>'")
     target = d[parts[0]] if len(parts) == 2 else d
     target[parts[-1]] = value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key written twice in one mapping (yaml keeps the last silently)."""
+
+
+def _unique_mapping(loader, node, deep=False):
+    seen = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ValueError(f"grid file: key {key!r} appears twice (lines {seen[key] + 1} and "
+                             f"{key_node.start_mark.line + 1}); allowed: each key once per mapping")
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def read_grid_file(path) -> dict:
+    """A grid YAML file as a dict: duplicate keys and YAML syntax errors (a TAB) raise ``ValueError``."""
+    text = Path(path).read_text()
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ValueError(f"grid file {str(path)!r} is not valid YAML{at}: {getattr(err, 'problem', err)}; "
+                         "allowed: YAML indented with spaces (no TABs)") from None
 
 
 def load_grid(spec) -> list[ExperimentConfig]:
@@ -86,7 +129,7 @@ def load_grid(spec) -> list[ExperimentConfig]:
         path = Path(spec)
         if not path.exists():
             raise FileNotFoundError(f"grid file {str(path)!r} does not exist; presets: {sorted(PRESETS)}")
-        spec = yaml.safe_load(path.read_text())
+        spec = read_grid_file(path)
     if not isinstance(spec, dict) or "grid" not in spec:
         raise ValueError("a grid must be a mapping with the base config fields and a 'grid' mapping, e.g. "
                          "{experiment: ..., model: {...}, train: {...}, grid: {coupling: [0, 1], seed: [0, 1]}}")
@@ -174,30 +217,54 @@ PRESETS = {
 
 # ---------------------------------------------------------------- sweeps
 
+def _run_claimed(cfg: ExperimentConfig, results_dir, checkpoint_dir, device, data_root, log=None) -> str:
+    """Run one config under its claim: ``"done"``, ``"claimed"`` (another process has it) or ``"failed"``.
+
+    A failure is recorded in ``<id>.failed.json`` (label, id, error) instead of raised.
+    """
+    if not claim(cfg, results_dir):
+        return "claimed"
+    try:
+        run(cfg, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False,
+            log=log or (lambda *a: None))
+        return "done"
+    except Exception as err:                 # recorded, and the sweep goes on with the rest
+        atomic_write_json(failure_path(cfg, results_dir), {
+            "id": cfg.id, "label": cfg.label(), "error": f"{type(err).__name__}: {err}",
+            "config": dataclasses.asdict(cfg)})
+        return "failed"
+    finally:
+        release(cfg, results_dir)
+
+
 def _run_job(cfg_dict: dict, results_dir: str, checkpoint_dir: str, device, data_root: str,
-             threads: int | None) -> dict:
-    """One grid point in a worker process (local pool or submitit job); returns the result as JSON."""
+             threads: int | None) -> str:
+    """One grid point in a worker process (local pool or submitit job); returns its status."""
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = ExperimentConfig.from_dict(cfg_dict)
-    return run(cfg, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False,
-               log=lambda *a: None).to_json()
+    return _run_claimed(cfg, results_dir, checkpoint_dir, device, data_root)
 
 
 def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint_dir="checkpoints",
           device=None, data_root="data", workers: int = 1, threads: int | None = None,
           cluster: str | None = None, submitit_folder="submitit_logs", slurm: dict | None = None,
-          progress: bool = True, log=print) -> list[Result]:
+          progress: bool = True, log=print, retry_failed: bool = False, poll_s: float = 5.0) -> list[Result]:
     """Run every config of a grid that has no verified result yet; return all results in grid order.
 
     ``executor="local"``: in this process (``workers=1``) or in ``workers``
-    spawned processes, each using ``threads`` torch threads.
+    spawned processes, each using ``threads`` torch threads (workers exit
+    when this process dies).
     ``executor="submitit"``: one job per pending config, submitted as a
     SLURM job array through ``submitit.AutoExecutor(cluster=cluster)``
     (``cluster="local"`` runs them as local processes, ``"debug"`` in this
     one); ``slurm`` holds executor parameters such as
     ``{"timeout_min": 60, "slurm_partition": "gpu", "gpus_per_node": 1}``.
     A sweep that stopped half-way resumes: done configs are loaded, not rerun.
+    Each config is claimed (``<id>.claim``, atomic) while it runs, so two sweeps on one folder
+    share the grid; a config another sweep holds is waited for. A config that fails is recorded
+    in ``<id>.failed.json`` and the others go on; at the end :class:`SweepFailed` lists the
+    failures. A rerun skips recorded failures unless ``retry_failed``.
     """
     configs = list(configs)
     for c in configs:
@@ -207,9 +274,17 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
     check_positive_int("workers", workers)
     if len({c.id for c in configs}) != len(configs):
         raise ValueError("configs contains duplicates (two configs with the same id)")
-    pending = [c for c in configs if not is_done(c, results_dir)]
+    if retry_failed:
+        for c in configs:
+            try:
+                failure_path(c, results_dir).unlink()
+            except FileNotFoundError:
+                pass
+    failed_before = {f["id"] for f in failures(configs, results_dir)}
+    pending = [c for c in configs if not is_done(c, results_dir) and c.id not in failed_before]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc="grid", disable=not progress)
     args = lambda c: (asdict(c), str(results_dir), str(checkpoint_dir), device, str(data_root), threads)
+    deferred = []                                     # claimed by another sweep: waited for below
 
     if executor == "submitit" and pending:
         import submitit                                # imported only when chosen
@@ -220,26 +295,43 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
         ex.update_parameters(**params)
         with ex.batch():                              # one SLURM job array for the whole batch
             jobs = [ex.submit(_run_job, *args(c)) for c in pending]
-        for job in jobs:
-            job.result()                              # re-raises a job's exception with its traceback
+        for c, job in zip(pending, jobs):
+            if job.result() == "claimed":
+                deferred.append(c)
             bar.update(1)
     elif workers == 1 or len(pending) <= 1:
         for c in pending:
             bar.set_postfix_str(c.label())
             if threads is not None:
                 torch.set_num_threads(threads)
-            run(c, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False, log=log)
+            if _run_claimed(c, results_dir, checkpoint_dir, device, data_root, log) == "claimed":
+                deferred.append(c)
             bar.update(1)
     elif pending:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=watch_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run_job, *args(c)): c for c in pending}
             for fut in as_completed(futures):
-                fut.result()
+                if fut.result() == "claimed":
+                    deferred.append(futures[fut])
                 bar.set_postfix_str(futures[fut].label())
                 bar.update(1)
+    while deferred:                                   # another sweep's configs: wait, or take over stale ones
+        c = deferred.pop(0)
+        if is_done(c, results_dir) or failure_path(c, results_dir).exists():
+            continue
+        if _run_claimed(c, results_dir, checkpoint_dir, device, data_root, log) == "claimed":
+            deferred.append(c)
+            time.sleep(poll_s)
     bar.close()
+    failed = failures(configs, results_dir)
+    if failed:
+        lines = "\n".join(f"  {f['label']} (id {f['id']}): {f['error']}" for f in failed)
+        raise SweepFailed(f"{len(failed)} of {len(configs)} configs failed (records: <id>.failed.json in "
+                          f"{str(Path(results_dir) / configs[0].experiment)!r}; rerun with retry_failed=True / "
+                          f"--retry-failed to try them again):\n{lines}")
     results = [load_result(c, results_dir) for c in configs]
-    missing = [c.label() for c, r in zip(configs, results) if r is None]
+    missing = [f"{c.label()} (id {c.id})" for c, r in zip(configs, results) if r is None]
     if missing:
         raise RuntimeError(f"{len(missing)} configs finished without a verified result: {missing}")
     return results

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .coupling import GradientCoupling, make_blocks_identical
-from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
+from .errors import check_bool, check_choice, check_device, check_int, check_positive, check_positive_int, check_range
 from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
 from .walk import device_of, eval_mode
 
@@ -63,7 +63,27 @@ class TrainConfig:
         if self.coupling is not None:
             check_range("coupling", self.coupling, 0.0, 1.0)
         check_int("seed", self.seed, minimum=0)
-        object.__setattr__(self, "milestones", tuple(self.milestones))
+        for name in ("augment", "couple_norm", "identical_init", "fast", "compile"):
+            if name == "identical_init" and self.identical_init == "coupled":
+                raise TypeError("identical_init='coupled' is a grid spelling, resolved when a grid is expanded; "
+                                "a TrainConfig takes True or False")
+            if type(getattr(self, name)).__module__ == "numpy" and "bool" in type(getattr(self, name)).__name__:
+                object.__setattr__(self, name, bool(getattr(self, name)))   # numpy's bool (lam > 0 on arrays)
+            check_bool(name, getattr(self, name))
+        milestones = self.milestones
+        if isinstance(milestones, (int, float)) and not isinstance(milestones, bool):
+            milestones = (milestones,)               # one milestone written as a number
+        try:
+            milestones = tuple(milestones)
+        except TypeError:
+            raise TypeError(f"milestones={self.milestones!r} must be a tuple of fractions of training in (0, 1), "
+                            "e.g. (0.5, 0.75)") from None
+        for m in milestones:
+            check_range("milestones[i]", m, 0.0, 1.0, low_open=True, high_open=True)
+        if list(milestones) != sorted(set(milestones)):
+            raise ValueError(f"milestones={milestones!r} must be fractions of training in (0, 1) in increasing "
+                             "order, e.g. (0.5, 0.75)")
+        object.__setattr__(self, "milestones", milestones)
 
 
 @dataclass
@@ -146,14 +166,7 @@ def resolve_device(device=None) -> torch.device:
     """``None`` or ``"auto"`` picks CUDA when present, else the CPU."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device={device!r} is not a device; use 'cpu', 'cuda', 'cuda:1' or 'auto'") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: no CUDA GPU is available here (torch.cuda.is_available() is False); "
-                         "use device='cpu' or 'auto' (on Colab: Runtime > Change runtime type > GPU)")
-    return dev
+    return check_device("device", device)
 
 
 def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
@@ -222,16 +235,38 @@ def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
 
 # ---------------------------------------------------------------- the loop
 
+class DivergedError(ValueError):
+    """Training produced a non-finite loss: the run diverged (learning rate too high, for instance)."""
+
+
+def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture) -> dict:
+    """What a checkpoint belongs to: the recipe and the architecture (config, or parameter shapes)."""
+    recipe = {**asdict(cfg), "coupling": cfg.coupling or 0.0}
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return {"train": repr(sorted(recipe.items())),
+            "architecture": repr(sorted(architecture.items())) if architecture is not None else repr(shapes)}
+
+
 def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, device=None,
-          checkpoint: str | Path | None = None, progress: bool = True, log=print) -> History:
+          checkpoint: str | Path | None = None, progress: bool = True, log=print,
+          architecture: dict | None = None) -> History:
     """Train ``model`` on ``data`` (an ``ImageData``) and return its per-epoch ``History``.
 
     With ``checkpoint`` set, the full training state is saved atomically after
     every epoch, and a run that finds a checkpoint there resumes from it, so
     an interrupted run ends with the same weights as an uninterrupted one.
+    The checkpoint records the ``TrainConfig`` and the architecture
+    (``architecture``, e.g. ``asdict(ResNetConfig)``, else the parameter
+    shapes) it belongs to; a checkpoint of another run raises ``ValueError``
+    (nothing is overwritten). A non-finite training loss stops training with
+    :class:`DivergedError` at the end of that epoch (checked once per epoch).
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg={cfg!r} must be a TrainConfig")
+    if not hasattr(data, "loader") or not hasattr(data, "to"):
+        raise TypeError(f"data={type(data).__name__} must be an ImageData (from itercourse.load_dataset, or "
+                        "ImageData(name, train_images, train_labels, test_images, test_labels, ...)), "
+                        "not a tuple of tensors")
     if checkpoint is not None:                  # a bad path fails now, not after the first epoch
         ensure_writable_folder(checkpoint)
     device = resolve_device(device)
@@ -266,7 +301,22 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
             state = torch_load_verified(checkpoint, map_location=device)
         except CorruptFileError as err:
             log(f"ignoring unusable checkpoint ({err}); starting from scratch")
+        except FileNotFoundError:
+            pass
         else:
+            owner, stored = _checkpoint_owner(cfg, model, architecture), state.get("owner")
+            if stored is None and "train_config" in state:      # written before checkpoints had an owner
+                same_shapes = {k: tuple(v.shape) for k, v in state["model"].items()} == \
+                    {k: tuple(v.shape) for k, v in model.state_dict().items()}
+                old = state["train_config"]
+                stored = {"train": repr(sorted({**old, "coupling": old.get("coupling") or 0.0}.items())),
+                          "architecture": owner["architecture"] if same_shapes else "other shapes"}
+            if stored != owner:
+                which = "no record of its run" if stored is None else " and ".join(
+                    k for k in ("train", "architecture") if stored.get(k) != owner[k]) + " differ"
+                raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run ({which}); "
+                                 "allowed: a checkpoint written by this TrainConfig and architecture. "
+                                 "Move or delete it, or pass another checkpoint path")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scaler.load_state_dict(state["scaler"])
@@ -312,6 +362,9 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                 correct += count_correct(logits.detach(), y)
                 n += len(y)
 
+            if not math.isfinite(loss_sum):         # one check per epoch (no per-step host sync needed)
+                raise DivergedError(f"training diverged: the train loss is {loss_sum / n} in epoch {epoch + 1}; "
+                                    f"allowed: a finite loss. Lower lr={cfg.lr:g} (or add warmup_steps)")
             # Phase 4: evaluate, record, checkpoint.
             test = evaluate(model, test_loader, device)
             history.epoch.append(epoch + 1)
@@ -328,7 +381,8 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                     "scaler": scaler.state_dict(), "rng": {
                         "cpu": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-                    "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg)})
+                    "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg),
+                    "owner": _checkpoint_owner(cfg, model, architecture)})
     if cfg.fast:
         model.to(memory_format=torch.contiguous_format)
     model.eval()

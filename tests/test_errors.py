@@ -36,6 +36,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 NAN = float("nan")
+NO_MPS_ONLY = pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+                                 reason="checks the message for a machine without MPS")
 NO_GPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
 FOREIGN = tuple(os.sep + p + os.sep for p in ("torch", "numpy", "torchvision"))   # "deep inside" libraries
 
@@ -98,6 +100,22 @@ def tiny_experiment(**kw):
     return ExperimentConfig(experiment="errors", dataset="digitclutter", train_size=16, test_size=8, index_size=8,
                             model=ResNetConfig(in_channels=1, widths=(4, 4), blocks=(2, 2), branch_norm="none"),
                             train=TrainConfig(epochs=1, batch_size=8, fast=False, augment=False), **kw)
+
+
+def grid_file(t: Path, text: str) -> Path:
+    p = t / "grid.yaml"
+    p.write_text(text)
+    return p
+
+
+def train_twice(t: Path, **second):
+    """Train with a checkpoint, then resume it with another recipe (issue 12, item 2)."""
+    TrainConfig, train = _api(M("training"), "TrainConfig"), _api(M("training"), "train")
+    cfg = TrainConfig(epochs=1, batch_size=8, fast=False, augment=False)
+    data = tiny_data(t)
+    train(tiny_model(), data, cfg, checkpoint=t / "ckpt.pt", progress=False, log=lambda *a: None)
+    import dataclasses
+    return train(tiny_model(), data, dataclasses.replace(cfg, **second), checkpoint=t / "ckpt.pt", progress=False)
 
 
 def _api(module: str, name: str):
@@ -318,6 +336,82 @@ CASES = [
                                                 checkpoint_dir=t / "ck", data_root=str(t / "data"), progress=False,
                                                 log=lambda *a: None),
         NotADirectoryError, ("results'", "is a file, not a folder"), absent=("results/sub",)),
+    # ---- issue 12: silent misreadings, checks before expensive work, one-line errors
+    Bad("bool-field-as-text", lambda t: _api(M("training"), "TrainConfig")(fast="False"),
+        TypeError, ("fast='False'", "True or False")),
+    Bad("identical-init-coupled-in-a-config", lambda t: _api(M("training"), "TrainConfig")(identical_init="coupled"),
+        TypeError, ("identical_init='coupled'", "True or False")),
+    Bad("milestones-in-epochs", lambda t: _api(M("training"), "TrainConfig")(milestones=(50, 75)),
+        ValueError, ("milestones[i]=50", "(0.0, 1.0)")),
+    Bad("milestones-decreasing", lambda t: _api(M("training"), "TrainConfig")(milestones=(0.75, 0.5)),
+        ValueError, ("milestones=(0.75, 0.5)", "increasing order")),
+    Bad("batch-loader-float-images",
+        lambda t: _api(M("data"), "BatchLoader")(torch.rand(4, 1, 8, 8), torch.zeros(4), (0.5,), (0.2,)),
+        TypeError, ("dtype torch.float32", "torch.uint8")),
+    Bad("index-size-above-test-size", lambda t: _api(M("experiments"), "ExperimentConfig")(test_size=16, index_size=1000),
+        ValueError, ("index_size=1000", "test_size=16", "index_size <= 16")),
+    Bad("index-options-typo", lambda t: tiny_experiment(index_options={"max_pair": 3}),
+        ValueError, ("index_options", "'max_pair'", "'max_pairs'")),
+    Bad("model-channels-for-the-dataset",
+        lambda t: _api(M("experiments"), "ExperimentConfig")(model=_api(M("models"), "ResNetConfig")(in_channels=3)),
+        ValueError, ("model.in_channels=3", "dataset='digitclutter'", "in_channels=1")),
+    Bad("experiment-train-size-huge", lambda t: _api(M("experiments"), "ExperimentConfig")(train_size=10 ** 9),
+        ValueError, ("train_size=1000000000", "1..2000000")),
+    Bad("digitclutter-too-many-images", lambda t: _api(M("digitclutter"), "make_digitclutter")(10 ** 9),
+        ValueError, ("n=1000000000", "n * size^2", "n <= 2097152")),
+    Bad("digitclutter-image-too-large", lambda t: _api(M("digitclutter"), "make_digitclutter")(4, size=256),
+        ValueError, ("size=256", "8..128")),
+    Bad("model-float64-images", lambda t: tiny_model()(torch.zeros(2, 1, 32, 32, dtype=torch.float64)),
+        TypeError, ("dtype torch.float64", "torch.float32")),
+    Bad("model-uint8-images", lambda t: tiny_model()(torch.zeros(2, 1, 32, 32, dtype=torch.uint8)),
+        TypeError, ("dtype torch.uint8", "torch.float32", "normalise")),
+    Bad("evaluate-on-mps-without-mps", lambda t: _api(M("training"), "evaluate")(tiny_model(), [], device="mps"),
+        ValueError, ("device='mps'", "no Apple MPS", "device='cpu'"), marks=(NO_MPS_ONLY,)),
+    Bad("load-dataset-on-cuda-without-a-gpu",
+        lambda t: _api(M("data"), "load_dataset")("digitclutter", root=str(t), train_size=8, device="cuda"),
+        ValueError, ("device='cuda'", "no CUDA GPU", "device='cpu'"), marks=(NO_GPU_ONLY,)),
+    Bad("train-on-a-tuple", lambda t: _api(M("training"), "train")(tiny_model(), (torch.zeros(8, 1, 32, 32),
+                                                                                  torch.zeros(8)), progress=False),
+        TypeError, ("data=tuple", "ImageData")),
+    Bad("checkpoint-of-another-recipe", lambda t: train_twice(t, lr=0.001),
+        ValueError, ("checkpoint=", "another run", "train differ", "allowed")),
+    Bad("training-diverges", lambda t: _api(M("training"), "train")(tiny_model(branch_norm="none"), tiny_data(t), _api(
+        M("training"), "TrainConfig")(epochs=2, batch_size=8, lr=1e6, fast=False, augment=False), progress=False),
+        ValueError, ("diverged", "epoch 1", "finite loss", "lr=1e+06")),
+    Bad("indices-loader-of-images-only",
+        lambda t: _api(M("indices"), "iterative_convergence_indices")(tiny_model(), [torch.zeros(2, 1, 32, 32)]),
+        TypeError, ("loader must yield (x, y)", "Tensor of shape (2, 1, 32, 32)")),
+    Bad("indices-rgb-for-a-grey-model",
+        lambda t: _api(M("indices"), "iterative_convergence_indices")(
+            tiny_model(), [(torch.zeros(2, 3, 32, 32), torch.zeros(2).long())]),
+        ValueError, ("x has 3 channels", "in_channels=1")),
+    Bad("indices-float64",
+        lambda t: _api(M("indices"), "iterative_convergence_indices")(
+            tiny_model(), [(torch.zeros(2, 1, 32, 32, dtype=torch.float64), torch.zeros(2).long())]),
+        TypeError, ("dtype torch.float64", "torch.float32")),
+    Bad("alignment-multi-hot-long-labels",
+        lambda t: _api(M("refinement"), "gradient_alignment")(tiny_model(), torch.zeros(2, 1, 32, 32),
+                                                               torch.zeros(2, 10, dtype=torch.long)),
+        ValueError, ("shape (2, 10)", "class indices (B,) in 0..9", "multi-hot floats")),
+    Bad("alignment-label-out-of-range",
+        lambda t: _api(M("refinement"), "gradient_alignment")(tiny_model(), torch.zeros(2, 1, 32, 32),
+                                                               torch.tensor([0, 12])),
+        ValueError, ("values 0..12", "0..9")),
+    Bad("grid-key-misspelled", lambda t: _api(M("sweeps"), "expand_grid")({"model": {"in_channels": 1}},
+                                                                          {"train.lrr": [0.1]}),
+        ValueError, ("grid key 'train.lrr'", "allowed", "'train.lr'")),
+    Bad("grid-yaml-duplicate-key",
+        lambda t: _api(M("sweeps"), "load_grid")(grid_file(t, "experiment: x\ngrid: {seed: [0]}\ngrid: {seed: [1]}\n")),
+        ValueError, ("'grid' appears twice", "lines 2 and 3", "each key once")),
+    Bad("grid-yaml-with-a-tab",
+        lambda t: _api(M("sweeps"), "load_grid")(grid_file(t, "experiment: x\ngrid:\n\tseed: [0]\n")),
+        ValueError, ("grid.yaml", "line 3", "no TABs")),
+    Bad("grid-yaml-false-as-text",
+        lambda t: _api(M("sweeps"), "load_grid")(grid_file(
+            t, 'experiment: x\nmodel: {in_channels: 1}\ntrain: {fast: "false"}\ngrid: {seed: [0]}\n')),
+        TypeError, ("fast='false'", "True or False")),
+    Bad("load-results-of-a-missing-folder", lambda t: _api(M("experiments"), "load_results")("grid", t),
+        FileNotFoundError, ("experiment='grid'", "no results folder", "sweep")),
 ]
 
 
@@ -407,6 +501,25 @@ CLI_CASES = [
     BadCli("digitclutter-out-under-a-file",
            lambda t: ["digitclutter", "--n", "4", "--out", str(a_file(t) / "c.npz")],
            ("c.npz", "is a file, not a folder")),
+    BadCli("run-device-mps-without-mps", lambda t: ["run", "--device", "mps"], ("device='mps'", "no Apple MPS"),
+           marks=(NO_MPS_ONLY,)),
+    BadCli("run-train-size-huge", lambda t: ["run", "--train-size", "1000000000"],
+           ("--train-size", "1000000000", "1..2000000")),
+    BadCli("run-checkpoint-dir-is-a-file", lambda t: ["run", "--checkpoint-dir", str(a_file(t, "ck"))],
+           ("ck", "is a file, not a folder")),
+    BadCli("digitclutter-too-many-images", lambda t: ["digitclutter", "--n", "1000000000", "--out", str(t / "c.npz")],
+           ("--n", "1000000000", "n <= 2097152")),
+    BadCli("digitclutter-size-256", lambda t: ["digitclutter", "--size", "256", "--out", str(t / "c.npz")],
+           ("--size", "256", "8..128")),
+    BadCli("digitclutter-size-100000", lambda t: ["digitclutter", "--size", "100000", "--out", str(t / "c.npz")],
+           ("--size", "100000", "8..128")),
+    BadCli("digitclutter-out-is-a-folder", lambda t: ["digitclutter", "--n", "4", "--out", str(t)],
+           ("--out", "is a folder", ".npz")),
+    BadCli("digitclutter-preview-not-png",
+           lambda t: ["digitclutter", "--n", "4", "--out", str(t / "c.npz"), "--preview", str(t / "p.jpg")],
+           ("--preview", "p.jpg", ".png")),
+    BadCli("sweep-grid-with-a-tab", lambda t: ["sweep", str(grid_file(t, "experiment: x\ngrid:\n\tseed: [0]\n"))],
+           ("grid.yaml", "line 3", "no TABs")),
 ]
 
 
