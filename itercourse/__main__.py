@@ -21,6 +21,7 @@ from .digitclutter import make_digitclutter, save_digitclutter
 from .experiments import ExperimentConfig, is_done, load_results, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
+from .provenance import code_versions, mixed_code_warning
 from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
 from .sweeps import EXECUTORS, PRESETS, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
@@ -289,7 +290,8 @@ def write_report(experiment: str, results_dir="results", out_dir="report") -> li
     text = [f"# {experiment}", "",
             f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
             f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
-            "", "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
+            "", code_line(results), "",
+            "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
     if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
         text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
@@ -297,7 +299,15 @@ def write_report(experiment: str, results_dir="results", out_dir="report") -> li
     return paths
 
 
+def code_line(results) -> str:
+    """One line naming the code behind ``results``; a warning when they come from different code."""
+    return mixed_code_warning(results) or f"Code: {next(iter(code_versions(results)))}."
+
+
 def cmd_report(args) -> None:
+    warning = mixed_code_warning(load_results(args.experiment, args.results_dir))
+    if warning:
+        print(warning)
     paths = write_report(args.experiment, args.results_dir, args.out)
     for p in paths:
         print(p)

@@ -20,6 +20,7 @@ results carry their config and code version (cifar10-airbench).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -32,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 
 from . import __version__
 from .coupling import block_difference, block_similarity, block_spread, effective_parameters
@@ -41,6 +43,7 @@ from .indices import iterative_convergence_indices, recurrence_index
 from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
+from .provenance import code_provenance
 from .training import History, TrainConfig, evaluate, resolve_device, train
 
 
@@ -289,6 +292,9 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     history = train(model, data, cfg.train, device=device, checkpoint=ckpt, progress=progress, log=log)
 
+    t_analysis = time.perf_counter()
+    analysis = contextlib.ExitStack()          # constrained weights computed once for the whole analysis
+    analysis.enter_context(parametrize.cached())
     test = evaluate(model, data.loader("test", batch_size=512), device)
     indices = iterative_convergence_indices(model, _index_loader(data, cfg.index_size),
                                            **dict(cfg.index_options))
@@ -301,10 +307,12 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
             indices.update(recurrence_performance=None, recurrence_performance_error=str(err))
     indices = {k: _jsonable(v) for k, v in indices.items()}
     extras = {**_parameter_counts(model), **_lipschitz(model, data)}
+    analysis.close()
     meta = {"versions": _versions(), "device": str(device), "seed": cfg.seed,
             "wall_time_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "train_seconds": float(sum(history.seconds))}
+            "train_seconds": float(sum(history.seconds)),
+            "analysis_seconds": time.perf_counter() - t_analysis, "code": code_provenance()}
     result = Result(cfg, history, indices, float(test["acc"]), float(test["loss"]), extras, meta)
     atomic_write_json(path, result.to_json())
     if not keep_checkpoint and ckpt.exists():
