@@ -134,3 +134,13 @@ def test_chapter_1_orderings_on_known_answers():
     noisy = {k: [v - 0.2, v, v + 0.2] for k, v in base.items()}
     rows = {r[0]: r[3] for r in identity_mapping_claims(noisy)}
     assert rows["full pre-activation beats the original unit"] == "not resolved at this scale"
+
+
+def test_arms_figure_draws_both_dials():
+    import matplotlib
+    matplotlib.use("Agg")
+    from itercourse.viz.grid_plots import arms_figure, dial_position
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    fig = arms_figure(results)
+    assert len(fig.axes) == 8
+    assert dial_position(results[0]) == 1.0 and dial_position(results[0], "effective_parameters") != 1.0
