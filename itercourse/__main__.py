@@ -26,6 +26,8 @@ from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verd
 from .sweeps import EXECUTORS, PRESETS, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig
+from .verdicts import arm_of, arm_verdicts, cell_table, rules_table
+from .viz.grid_plots import arms_figure
 
 PROG = "python -m itercourse"
 
@@ -293,7 +295,12 @@ def write_report(experiment: str, results_dir="results", out_dir="report") -> li
             "", code_line(results), "",
             "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
+    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapter 7)
+        save(arms_figure(results), "arms.png")
+        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(results), "",
+                 "![arms](arms.png)", "", "## The paper's claims under the arms-grid rules", "",
+                 rules_table(arm_verdicts(results)), ""]
+    elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
         text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
     paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
     return paths

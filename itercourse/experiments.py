@@ -109,7 +109,11 @@ class ExperimentConfig:
         """Short human-readable description, e.g. ``coupling=0.5 c=0.9 seed=1``."""
         c = self.model.spectral_coeff
         lam = self.train.coupling or 0.0
-        return f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}"
+        arm = [name for name, on in (("BN", self.model.branch_norm == "bn"),
+                                     ("zero-init", getattr(self.model, "branch_init", "default") == "zero"),
+                                     ("identical-init", self.train.identical_init is True)) if on]
+        return f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}" + \
+            "".join(f" {a}" for a in arm)
 
 
 def _options(name: str, value) -> tuple:

@@ -150,9 +150,9 @@ ARMS = {
 def _arms_grid(couplings, seeds) -> list:
     """Every arm x coupling from identical initial blocks (lambda = 0 included), plus per arm the
     ordinary ResNet: independent initialisation, coupling 0. ``identical_init`` is set per cell."""
-    arms = list(ARMS.values())
-    return [{"seed": list(seeds), "arm": arms, "coupling": list(couplings), "train.identical_init": [True]},
-            {"seed": list(seeds), "arm": arms, "coupling": [0.0], "train.identical_init": [False]}]
+    arms = lambda: copy.deepcopy(list(ARMS.values()))      # noqa: E731  (fresh copies: plain YAML, no anchors)
+    return [{"seed": list(seeds), "arm": arms(), "coupling": list(couplings), "train.identical_init": [True]},
+            {"seed": list(seeds), "arm": arms(), "coupling": [0.0], "train.identical_init": [False]}]
 
 
 ARMS_SCALES = {

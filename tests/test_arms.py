@@ -135,3 +135,19 @@ def test_convergent_by_design_control_passes_and_its_expanding_twin_fails():
     assert not is_convergent(bad), bad
     assert bad["recurrence"] > 0.99                                     # just as recurrent, but not convergent
     assert not is_convergent({"convergence": 0.9}) and not is_convergent({"convergence": None, "divergence": 1})
+
+
+def test_smoke_arms_grid_runs_and_reports(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    from itercourse.__main__ import write_report
+    from itercourse.sweeps import sweep
+    monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
+    results = sweep(load_grid("digitclutter_arms_smoke"), results_dir=tmp_path / "results",
+                    checkpoint_dir=tmp_path / "ckpt", data_root=tmp_path / "data", progress=False,
+                    log=lambda *a: None)
+    assert len(results) == 12 and {cell_of(r)[0] for r in results} == set(ARMS)
+    paths = write_report("digitclutter_arms_smoke", tmp_path / "results", tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "arms-grid rules" in text and "any network convergent" in text and "Code:" in text
+    assert {p.name for p in paths} >= {"report.md", "arms.png"}
