@@ -21,10 +21,13 @@ from .digitclutter import check_size, make_digitclutter, save_digitclutter
 from .experiments import ExperimentConfig, is_done, load_results, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
+from .provenance import code_versions, mixed_code_warning
 from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
 from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig
+from .verdicts import arm_of, arm_verdicts, cell_table, rules_table
+from .viz.grid_plots import arms_figure
 
 PROG = "python -m itercourse"
 
@@ -311,17 +314,31 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
             f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
             *(["", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
               + [f"- `{p}`: {why}" for p, why in skipped] if skipped else []),
-            "", "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
+            "", code_line(results), "",
+            "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
+    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapter 7)
+        save(arms_figure(results), "arms.png")
+        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(results), "",
+                 "![arms](arms.png)", "", "## The paper's claims under the arms-grid rules", "",
+                 rules_table(arm_verdicts(results)), ""]
+    elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
         text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
     paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
     return paths
 
 
+def code_line(results) -> str:
+    """One line naming the code behind ``results``; a warning when they come from different code."""
+    return mixed_code_warning(results) or f"Code: {next(iter(code_versions(results)))}."
+
+
 def cmd_report(args) -> int:
     skipped = []
     paths = write_report(args.experiment, args.results_dir, args.out, skipped)
+    warning = mixed_code_warning(load_results(args.experiment, args.results_dir, skipped=[]))
+    if warning:
+        print(warning)
     for p in paths:
         print(p)
     for p, why in skipped:

@@ -67,6 +67,15 @@ def step_counts(model_cfg: ResNetConfig, batch: int = 128, coupling: float = 0.5
     return flops.get_total_flops(), ops.n
 
 
+@torch.no_grad()
+def forward_flops(model_cfg: ResNetConfig, image_size: int = 32) -> int:
+    """FLOPs of one forward pass of one ``image_size`` x ``image_size`` image (eval mode, float32)."""
+    model = build_resnet(model_cfg, seed=0).eval()
+    with FlopCounterMode(display=False) as flops:
+        model(torch.zeros(1, model_cfg.in_channels, image_size, image_size))
+    return flops.get_total_flops()
+
+
 def step_seconds(flops: float, ops: int, rate: float, launch: float) -> float:
     """One step on the GPU: bound by arithmetic or by kernel launches, whichever is slower."""
     return max(flops / rate, ops * launch)

@@ -23,6 +23,7 @@ results carry their config and code version (cifar10-airbench).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -33,6 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from torch.nn.utils import parametrize
 
 from . import __version__
 from .coupling import block_difference, block_similarity, block_spread, effective_parameters
@@ -43,6 +45,7 @@ from .indices import iterative_convergence_indices, recurrence_index
 from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
+from .provenance import code_provenance
 from .training import History, TrainConfig, evaluate, resolve_device, train
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
@@ -144,8 +147,12 @@ class ExperimentConfig:
         """
         c = self.model.spectral_coeff
         lam = self.train.coupling or 0.0
-        text = f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}"
-        shown = {"train.coupling", "model.spectral_coeff", "seed", "train.seed"}
+        arm = [name for name, on in (("BN", self.model.branch_norm == "bn"),
+                                     ("zero-init", self.model.branch_init == "zero"),
+                                     ("identical-init", self.train.identical_init is True)) if on]
+        text = " ".join([f"coupling={lam:g} c={'none' if c is None else f'{c:g}'} seed={self.seed}"] + arm)
+        shown = {"train.coupling", "model.spectral_coeff", "seed", "train.seed", "model.branch_norm",
+                 "model.branch_init", "train.identical_init"}
         mine = flat(canonical_config(asdict(self)))
         flats = [flat(canonical_config(asdict(o))) for o in others]
         varying = sorted(k for k in mine if k not in shown and any(f.get(k) != mine[k] for f in flats))
@@ -358,6 +365,9 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     history = train(model, data, cfg.train, device=device, checkpoint=ckpt, progress=progress, log=log,
                     architecture=asdict(cfg.model))
 
+    t_analysis = time.perf_counter()
+    analysis = contextlib.ExitStack()          # constrained weights computed once for the whole analysis
+    analysis.enter_context(parametrize.cached())
     test = evaluate(model, data.loader("test", batch_size=512), device)
     indices = iterative_convergence_indices(model, _index_loader(data, cfg.index_size),
                                            **dict(cfg.index_options))
@@ -370,10 +380,12 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
             indices.update(recurrence_performance=None, recurrence_performance_error=str(err))
     indices = {k: _jsonable(v) for k, v in indices.items()}
     extras = {**_parameter_counts(model), **_lipschitz(model, data)}
+    analysis.close()
     meta = {"versions": _versions(), "device": str(device), "seed": cfg.seed,
             "wall_time_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "train_seconds": float(sum(history.seconds))}
+            "train_seconds": float(sum(history.seconds)),
+            "analysis_seconds": time.perf_counter() - t_analysis, "code": code_provenance()}
     result = Result(cfg, history, indices, float(test["acc"]), float(test["loss"]), extras, meta)
     atomic_write_json(path, result.to_json())
     if not keep_checkpoint:

@@ -28,6 +28,12 @@ from .errors import check_choice, check_int, check_positive, check_positive_int,
 from .lipschitz import FLAVOURS, apply_spectral_norm
 from .walk import Stage, stage_states, trajectory
 
+# "zero": the last layer of every same-shape block's branch starts at zero (its conv's weight, or the
+# weight of its batch norm when the branch ends with one), so each block starts as the identity map
+# (SkipInit, De & Smith 2020; Fixup, Zhang et al. 2019). Stage transitions keep their He init.
+BRANCH_INITS = ("default", "zero")
+
+
 @dataclass(frozen=True)
 class ResNetConfig:
     """Everything that defines a ResNet of the course; saved next to every result."""
@@ -50,6 +56,7 @@ class ResNetConfig:
     branch_scale: float = 1.0            # "scaled" shortcut: factor on F
     gate_bias: float = -6.0              # gated shortcuts: initial gate bias b_g
     dropout_p: float = 0.5               # "dropout" shortcut: drop probability
+    branch_init: str = "default"         # "default" (He init), or "zero": each block starts as the identity
 
     def __post_init__(self):
         check_positive_int("in_channels", self.in_channels)
@@ -79,6 +86,7 @@ class ResNetConfig:
         check_positive("ubn_gamma", self.ubn_gamma)
         check_int("input_size", self.input_size, minimum=4)
         check_range("dropout_p", self.dropout_p, 0.0, 1.0, high_open=True)
+        check_choice("branch_init", self.branch_init, BRANCH_INITS)
 
     @classmethod
     def cifar(cls, depth: int = 20, **overrides) -> "ResNetConfig":
@@ -144,6 +152,8 @@ class ResNet(nn.Module):
                 for m in stage.blocks.modules():
                     if isinstance(m, nn.BatchNorm2d):
                         nn.init.constant_(m.weight, cfg.ubn_gamma)
+        if cfg.branch_init == "zero":
+            zero_init_branches(self)
 
     @staticmethod
     def _make_blocks(cfg: ResNetConfig, c: int, n: int, unit_kw: dict) -> list[nn.Module]:
@@ -220,6 +230,22 @@ class ResNet(nn.Module):
                 size = (size + 1) // 2  # stride-2 transition, padding 1
             shapes.append((_stage_channels(self.cfg, s), size, size))
         return shapes
+
+
+@torch.no_grad()
+def zero_init_branches(model: nn.Module) -> int:
+    """Zero the last conv (or last batch norm's weight) of every same-shape block's branch; return the count.
+
+    Afterwards ``block(h) == h`` for every block with an identity shortcut: the
+    network starts as its stem, transitions and read-out (SkipInit/Fixup-style).
+    """
+    n = 0
+    for stage in model.stages:
+        for block in stage.blocks:
+            last = [m for m in block.residual.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))][-1]
+            nn.init.zeros_(last.weight)
+            n += 1
+    return n
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -369,3 +369,55 @@ def make_validation_system(kind: str, n_blocks: int = 4, *, dim: int = 16, class
     model = PrototypeClassifier(prototypes, b, noise, blocks)
     model.A = A
     return model
+
+
+class InjectedLinearBlock(nn.Module):
+    """A step with input injection, ``h <- x + q R h`` (``R`` orthogonal, so ``Lip(g) = q``); ``c = x`` passes.
+
+    For ``q < 1`` the map ``h -> x + q R h`` is a contraction (Banach): iterating
+    it converges to the unique fixed point ``h* = (I - q R)^{-1} x`` at rate ``q``
+    (chapter 5's exercise). For ``q > 1`` the iterates grow like ``q^t``.
+    """
+
+    def __init__(self, R: torch.Tensor, q: float):
+        super().__init__()
+        self.R = nn.Parameter(R, requires_grad=False)   # (d, d) orthogonal
+        self.q = float(q)
+
+    def branch(self, z: torch.Tensor) -> torch.Tensor:
+        h, c = z.chunk(2, dim=1)
+        return torch.cat([c + self.q * h @ self.R.T - h, torch.zeros_like(c)], 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z + self.branch(z)
+
+    def update(self, z: torch.Tensor) -> torch.Tensor:
+        return self(z) - z
+
+
+def convergent_control(contractive: bool = True, n_blocks: int = 4, *, q: float | None = None, dim: int = 16,
+                       classes: int = 4, noise: float = 0.5, seed: int = 0) -> PrototypeClassifier:
+    """The convergent-by-design control: one shared step ``h <- x + q R h`` applied ``n_blocks`` times.
+
+    ``contractive=True`` (default ``q = 0.5``): recurrent by construction and a
+    contraction with input injection, so the stream settles on ``h*`` and the
+    read-out (class means fitted on the intact network's final states) keeps its
+    accuracy at any extra depth: it should pass the convergence criterion
+    (:data:`itercourse.report.CONVERGENT_C`, :data:`itercourse.report.CONVERGENT_D`).
+    ``contractive=False`` (default ``q = 1.3``): the same network with an
+    expanding step, equally recurrent, whose updates grow instead of dying out:
+    its non-contractive twin, which should fail.
+    """
+    q = (0.5 if contractive else 1.3) if q is None else float(q)
+    check_positive("q", q)
+    check_positive_int("n_blocks", n_blocks)
+    gen = torch.Generator().manual_seed(seed)
+    prototypes = torch.randn(classes, dim, generator=gen)                      # (K, d)
+    R, _ = torch.linalg.qr(torch.randn(dim, dim, generator=gen))               # (d, d) orthogonal
+    block = InjectedLinearBlock(R, q)
+    model = PrototypeClassifier(prototypes, torch.zeros(dim), noise, [block] * n_blocks)
+    x, y = model.sample(4000, seed=seed + 1)
+    with torch.no_grad():
+        h = model.stages[0](model.stem(x))[:, :dim]
+    model.means.copy_(torch.stack([h[y == k].mean(0) for k in range(classes)]))
+    return model

@@ -1,0 +1,93 @@
+"""Figures of the arms grid (chapter 7): accuracy and indices against lambda and against the measured dial.
+
+Cells are (arm, initialisation, coupling) as in :mod:`itercourse.verdicts`.
+"Where a network ended on the dial" is measured, not set: the mean per-stage
+block spread (``extras["block_spread"]``: 0 = identical blocks, about 1 =
+independent) or the effective parameter count (``extras["effective_parameters"]``),
+both from :mod:`itercourse.coupling`. Every function takes ``ax``/``axes``
+(or none) and returns what it drew on; none calls ``plt.show()``.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
+from ..verdicts import ARMS, arm_of, cell_of, init_of
+
+DIALS = {"block_spread": "block spread (mean over stages; 0 = identical blocks)",
+         "effective_parameters": "effective parameters"}
+MARKERS = {"identical": "o", "independent": "s"}
+THRESHOLDS = {"convergence": CONVERGENT_C, "divergence": CONVERGENT_D}
+
+
+def dial_position(r, dial: str = "block_spread") -> float:
+    """Where a trained network sits on the coupling dial, measured (nan when not recorded)."""
+    v = r.extras.get(dial)
+    if v is None:
+        return float("nan")
+    return float(np.mean(v)) if isinstance(v, (list, tuple)) else float(v)
+
+
+def _colour(arm: str):
+    return plt.get_cmap("tab10")(ARMS.index(arm) if arm in ARMS else 9)
+
+
+def plot_vs_lambda(results, metric: str = "final_test_acc", ax=None, *, ylabel: str | None = None):
+    """Mean ± sd over seeds of ``metric`` against lambda, one line per arm (identical init), and the
+    ordinary cell (independent init, lambda 0) as a square; the criterion line for C and D."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.5))
+    arms = [a for a in ARMS if any(arm_of(r) == a for r in results)]
+    for arm in arms:
+        for init in ("identical", "independent"):
+            lams = sorted({cell_of(r)[2] for r in results if cell_of(r)[:2] == (arm, init)})
+            if not lams:
+                continue
+            vals = [[metric_of(r, metric) for r in results if cell_of(r) == (arm, init, lam)] for lam in lams]
+            mean = [np.nanmean(v) for v in vals]
+            sd = [np.nanstd(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
+            ax.errorbar(lams, mean, yerr=sd, marker=MARKERS[init], capsize=3, color=_colour(arm),
+                        linestyle="-" if init == "identical" else "none",
+                        label=f"{arm}, {init} init", mfc="white" if init == "independent" else None)
+    if metric in THRESHOLDS:
+        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    ax.set_xlabel("coupling strength lambda (set)")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str = "block_spread",
+                 ylabel: str | None = None):
+    """Every run's ``metric`` against its measured position on the dial (one point per run)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.5))
+    seen = set()
+    for r in results:
+        arm, init = arm_of(r), init_of(r)
+        label = None if (arm, init) in seen else f"{arm}, {init} init"
+        seen.add((arm, init))
+        ax.scatter(dial_position(r, dial), metric_of(r, metric), color=_colour(arm), marker=MARKERS[init],
+                   facecolors="white" if init == "independent" else _colour(arm), s=28, label=label)
+    if metric in THRESHOLDS:
+        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    ax.set_xlabel(DIALS.get(dial, dial) + " (measured)")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def arms_figure(results, metrics=("final_test_acc", "recurrence", "convergence", "divergence"),
+                dial: str = "block_spread"):
+    """Two rows: each metric against lambda (top) and against the measured dial (bottom)."""
+    fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7.0), squeeze=False)
+    for k, m in enumerate(metrics):
+        label = m.replace("final_test_acc", "test accuracy")
+        plot_vs_lambda(results, m, axes[0, k], ylabel=label)
+        plot_vs_dial(results, m, axes[1, k], dial=dial, ylabel=label)
+        if k:
+            axes[0, k].get_legend().remove()
+            axes[1, k].get_legend().remove()
+    fig.tight_layout()
+    return fig
