@@ -6,6 +6,9 @@ between blocks (Lippl et al. 2021; chapter 4) applied between ``backward()``
 and the optimiser step, a checkpoint after every epoch written atomically,
 and resumption from the last checkpoint after an interruption.
 
+The step loop never reads a tensor back to the host: the loss sum and the
+number correct accumulate on the device and are read once per epoch.
+
 Single-label tasks use softmax cross-entropy; multi-label tasks (Digitclutter,
 labels are multi-hot) use one sigmoid per class, and an image counts as
 correct when its k highest-scoring classes are exactly its k digits
@@ -28,6 +31,8 @@ from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, tor
 from .walk import device_of, eval_mode
 
 SCHEDULES = ("cosine", "step", "constant")
+LR_SCALINGS = ("none", "linear")
+REFERENCE_BATCH = 128         # lr_scaling="linear": lr is the peak learning rate at this batch size
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class TrainConfig:
 
     epochs: int = 10                  # passes over the training set
     batch_size: int = 128             # images per SGD step
-    lr: float = 0.1                   # peak learning rate
+    lr: float = 0.1                   # peak learning rate (at batch 128 with lr_scaling="linear")
     momentum: float = 0.9             # SGD momentum
     weight_decay: float = 1e-4        # L2 penalty (He et al. 2016)
     schedule: str = "cosine"          # "cosine", "step" (/10 at milestones) or "constant"
@@ -50,6 +55,7 @@ class TrainConfig:
     fast: bool = True                 # channels_last + bf16/fp16 autocast where the device supports it
     compile: bool = False             # torch.compile the model (GPU runs)
     seed: int = 0                     # data order, augmentation and stochastic layers
+    lr_scaling: str = "none"          # "linear": peak lr = lr * batch_size / 128 (Goyal et al. 2017)
 
     def __post_init__(self):
         check_positive_int("epochs", self.epochs)
@@ -63,6 +69,7 @@ class TrainConfig:
         if self.coupling is not None:
             check_range("coupling", self.coupling, 0.0, 1.0)
         check_int("seed", self.seed, minimum=0)
+        check_choice("lr_scaling", self.lr_scaling, LR_SCALINGS)
         object.__setattr__(self, "milestones", tuple(self.milestones))
 
 
@@ -136,7 +143,7 @@ def flip_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
-    """Number of correctly classified examples in a batch."""
+    """Number of correctly classified examples in a batch (a host read: not for the step loop)."""
     return int(correct_mask(logits, y).sum())
 
 
@@ -171,33 +178,66 @@ def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
     return None
 
 
+def channels_last_ok(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether channels_last is safe for ``model`` on ``device`` (it is faster on both CPU and GPU).
+
+    On the CPU, torch 2.14's oneDNN backward of a strided convolution with
+    fewer than 8 input channels in channels_last corrupts the heap ("double
+    free or corruption"); e.g. the 1x1 stride-2 projection of ``widths=(4, 8, 8)``.
+    Such models train in NCHW on the CPU.
+    """
+    if device.type != "cpu":
+        return True
+    return not any(isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1 and m.in_channels < 8
+                   for m in model.modules())
+
+
+def peak_lr(cfg: TrainConfig) -> float:
+    """The peak learning rate: ``lr``, or ``lr * batch_size / 128`` with ``lr_scaling="linear"``.
+
+    Linear scaling (Goyal et al. 2017, "Accurate, Large Minibatch SGD") keeps
+    the recipe of batch 128 when a larger batch fills a GPU.
+    """
+    if cfg.lr_scaling == "linear":
+        return cfg.lr * cfg.batch_size / REFERENCE_BATCH
+    return cfg.lr
+
+
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate at a global step: warm-up, then cosine / step / constant."""
+    """The learning rate at a global step: warm-up, then cosine / step / constant (pure Python)."""
+    lr = peak_lr(cfg)
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+        return lr * (step + 1) / cfg.warmup_steps
     frac = step / max(1, total_steps)
     if cfg.schedule == "cosine":
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * frac))
+        return 0.5 * lr * (1 + math.cos(math.pi * frac))
     if cfg.schedule == "step":
-        return cfg.lr * 0.1 ** sum(frac >= m for m in cfg.milestones)
-    return cfg.lr
+        return lr * 0.1 ** sum(frac >= m for m in cfg.milestones)
+    return lr
+
+
+def eval_batch_size(device: torch.device) -> int:
+    """Batch size of evaluation: large on a GPU, 512 on the CPU (as the committed results)."""
+    return 1024 if device.type == "cuda" else 512
 
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device=None, **forward_kw) -> dict:
     """Mean loss and accuracy of ``model`` over every batch of ``loader`` (eval mode, previous mode restored)."""
     device = resolve_device(device) if device is not None else device_of(model)
-    loss_sum, correct, n = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)      # summed on the device,
+    correct = torch.zeros((), dtype=torch.int64, device=device)         # read once at the end
+    n = 0
     with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x, **forward_kw)
-            loss_sum += float(task_loss(logits, y, reduction="sum"))
-            correct += count_correct(logits, y)
+            loss_sum += task_loss(logits, y, reduction="sum").double()
+            correct += correct_mask(logits, y).sum()
             n += len(y)
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate() needs at least one batch")
-    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
 
 
 def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
@@ -222,13 +262,55 @@ def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
 
 # ---------------------------------------------------------------- the loop
 
+def make_step(model, optimizer, scaler, coupling, amp_dtype, device, label_smoothing: float = 0.0):
+    """One SGD step ``step(x, y) -> (loss, number correct)``, both device tensors (no host read).
+
+    forward + loss (autocast where ``amp_dtype``), backward, soft coupling, optimiser step.
+    The same function runs eagerly (the default) and under ``torch.compile`` (``train(graphs=True)``).
+    """
+    def step(x, y):
+        # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(x)
+            loss = task_loss(logits, y, label_smoothing)
+        # Phase 2: gradients, then soft coupling between the blocks of each stage.
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if coupling is not None:
+            scaler.unscale_(optimizer)          # fp16 only; a no-op otherwise
+            coupling.apply()                    # g_i <- (1 - lam) g_i + lam * mean_j g_j
+        # Phase 3: the SGD step (momentum, weight decay); the fp16 scaler reads its inf check here.
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach(), correct_mask(logits.detach(), y).sum()
+    return step
+
+
+def compile_step(step, device: torch.device):
+    """``step`` under ``torch.compile``: ``mode="reduce-overhead"`` (CUDA graphs) on CUDA, default elsewhere.
+
+    UNTESTED ON A GPU (issue 14: no GPU was available); the unit tests run it on the CPU.
+    """
+    return torch.compile(step, mode="reduce-overhead" if device.type == "cuda" else None)
+
+
 def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, device=None,
-          checkpoint: str | Path | None = None, progress: bool = True, log=print) -> History:
+          checkpoint: str | Path | None = None, progress: bool = True, log=print,
+          graphs: bool = False) -> History:
     """Train ``model`` on ``data`` (an ``ImageData``) and return its per-epoch ``History``.
 
     With ``checkpoint`` set, the full training state is saved atomically after
     every epoch, and a run that finds a checkpoint there resumes from it, so
     an interrupted run ends with the same weights as an uninterrupted one.
+
+    ``graphs=True`` (opt-in, off by default) compiles the whole step (forward,
+    loss, backward, coupling, the constraint's power iteration, the optimiser)
+    with ``torch.compile(mode="reduce-overhead")``, which captures it in CUDA
+    graphs on a GPU. It is a speed option that does not change the recipe, so it
+    is a keyword here, not a ``TrainConfig`` field (no config hash changes).
+    UNTESTED ON A GPU: no GPU was available when it was written (issue 14); the
+    unit tests run the compiled step on the CPU. The learning rate then lives in
+    a tensor so that a new value does not recompile.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg={cfg!r} must be a TrainConfig")
@@ -239,7 +321,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     data = data.to(device)
     train_loader = data.loader("train", batch_size=cfg.batch_size, shuffle=True,
                                augment=cfg.augment, seed=cfg.seed, drop_last=True)
-    test_loader = data.loader("test", batch_size=512)
+    test_loader = data.loader("test", batch_size=eval_batch_size(device))
     if len(train_loader) == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
                          f"({len(data.train_labels)} images); use a batch_size <= the training-set size")
@@ -251,12 +333,19 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
         coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
 
     amp_dtype = autocast_dtype(device, cfg.fast)
-    if cfg.fast:
+    channels_last = cfg.fast and channels_last_ok(model, device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    # foreach SGD (one kernel per op for all parameters) on a GPU; on the CPU torch's default
+    # keeps the committed results bit-identical. With graphs, lr is a tensor: no recompiles.
+    optimizer = torch.optim.SGD(model.parameters(), lr=torch.tensor(cfg.lr) if graphs else cfg.lr,
+                                momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                foreach=True if device.type == "cuda" or graphs else None)
+    step_fn = make_step(step_model, optimizer, scaler, coupling, amp_dtype, device, cfg.label_smoothing)
+    if graphs:
+        step_fn = compile_step(step_fn, device)
     history, start, rng_state = History(), 0, None
     total_steps = cfg.epochs * len(train_loader)
 
@@ -288,34 +377,31 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
             t0 = time.perf_counter()
             model.train()
             train_loader.set_epoch(epoch)           # data order depends on (seed, epoch) only
-            loss_sum, correct, n = 0.0, 0, 0
+            # Sums stay on the device: nothing in the step loop reads a tensor back to the host.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            n = 0
             for b, (x, y) in enumerate(train_loader):
                 step = epoch * len(train_loader) + b
+                lr = learning_rate(cfg, step, total_steps)      # pure Python on ints
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, step, total_steps)
-                if cfg.fast:
+                    if graphs:
+                        group["lr"].fill_(lr)
+                    else:
+                        group["lr"] = lr
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    logits = step_model(x)
-                    loss = task_loss(logits, y, cfg.label_smoothing)
-                # Phase 2: gradients, then soft coupling between the blocks of each stage.
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if coupling is not None:
-                    scaler.unscale_(optimizer)
-                    coupling.apply()                # g_i <- (1 - lam) g_i + lam * mean_j g_j
-                # Phase 3: the SGD step (momentum, weight decay).
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += count_correct(logits.detach(), y)
+                # Phases 1-3: forward + loss, backward + coupling, SGD step (make_step).
+                loss, right = step_fn(x, y)
+                loss_sum += loss.double() * len(y)
+                correct += right
                 n += len(y)
 
-            # Phase 4: evaluate, record, checkpoint.
+            # Phase 4: read the sums (once per epoch), evaluate, record, checkpoint.
+            loss_sum, correct = loss_sum.item(), correct.item()
             test = evaluate(model, test_loader, device)
             history.epoch.append(epoch + 1)
-            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.lr.append(float(optimizer.param_groups[0]["lr"]))
             history.train_loss.append(loss_sum / n)
             history.train_acc.append(correct / n)
             history.test_loss.append(test["loss"])
@@ -329,7 +415,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                         "cpu": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                     "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg)})
-    if cfg.fast:
+    if channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
