@@ -23,8 +23,8 @@ RESULTS_CPU
 
 Columns: ``plain`` is what a first PyTorch script looks like (slice a batch
 from a float tensor, forward, loss, backward, SGD, fp32 NCHW, no
-augmentation); ``previous`` is the step loop of ``train()`` before issue 14
-(same fast path, the loss and the number correct read back every step);
+augmentation); ``previous`` is ``train()`` with the per-step host reads of its loop
+before issue 14 put back (the loss and the number correct read every step);
 ``fast`` is ``train()`` today; ``graphs`` is ``train(..., graphs=True)``
 (CUDA only unless ``--graphs``). Ratios are to ``plain`` and to ``previous``.
 Models: ``resnet20``/``resnet110`` (He et al., CIFAR-shaped random images,
@@ -44,8 +44,7 @@ from itercourse.costs import synthetic_cifar
 from itercourse.data import ImageData
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse import training
-from itercourse.training import (TrainConfig, autocast_dtype, channels_last_ok, count_correct, learning_rate,
-                                 resolve_device, task_loss, train)
+from itercourse.training import TrainConfig, autocast_dtype, resolve_device, train
 
 CH7 = dict(in_channels=1, widths=(8, 16, 32), blocks=(4, 4, 4), branch_norm="none")
 MODELS = {"resnet20": ResNetConfig.cifar(20), "resnet110": ResNetConfig.cifar(110),
@@ -82,34 +81,17 @@ def plain_loop(model, data, batch_size: int, device) -> float:
     return time.perf_counter() - t0
 
 
-def previous_loop(model, data, cfg: TrainConfig, device) -> float:
-    """Seconds for one epoch of train()'s step loop as it was before issue 14 (host reads every step)."""
-    loader = data.loader("train", batch_size=cfg.batch_size, shuffle=True, augment=cfg.augment, seed=0,
-                         drop_last=True)
-    amp = autocast_dtype(device, cfg.fast)
-    channels_last = channels_last_ok(model, device)           # the old loop crashed where this is False
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=1e-4)
-    model.train()
-    sync(device)
-    t0 = time.perf_counter()
-    loss_sum, correct = 0.0, 0
-    for b, (x, y) in enumerate(loader):
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(cfg, b, len(loader))
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
-            logits = model(x)
-            loss = task_loss(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        loss_sum += float(loss.detach()) * len(y)             # the per-step host reads
-        correct += count_correct(logits.detach(), y)
-    sync(device)
-    return time.perf_counter() - t0
+def with_host_reads(make_step):
+    """``make_step`` whose steps read the loss and the number correct back every step, as before issue 14."""
+    def make(*args, **kwargs):
+        step = make_step(*args, **kwargs)
+
+        def synced(x, y):
+            loss, right = step(x, y)
+            float(loss), int(right)                          # the per-step host reads of the old loop
+            return loss, right
+        return synced
+    return make
 
 
 def no_evaluation(*args, **kwargs) -> dict:
@@ -117,9 +99,13 @@ def no_evaluation(*args, **kwargs) -> dict:
     return {"loss": 0.0, "acc": 0.0, "n": 0}
 
 
-def train_seconds(model, data, cfg: TrainConfig, device, graphs: bool) -> float:
-    """Seconds of one epoch of ``itercourse.train`` with its evaluation left out."""
-    evaluate, training.evaluate = training.evaluate, no_evaluation
+def train_seconds(model, data, cfg: TrainConfig, device, graphs: bool = False, previous: bool = False) -> float:
+    """Seconds of one epoch of ``itercourse.train`` with its evaluation left out; ``previous``: with the
+    per-step host reads of the loop before issue 14 put back."""
+    evaluate, make_step = training.evaluate, training.make_step
+    training.evaluate = no_evaluation
+    if previous:
+        training.make_step = with_host_reads(make_step)
     try:
         sync(device)
         t0 = time.perf_counter()
@@ -127,7 +113,7 @@ def train_seconds(model, data, cfg: TrainConfig, device, graphs: bool) -> float:
         sync(device)
         return time.perf_counter() - t0
     finally:
-        training.evaluate = evaluate
+        training.evaluate, training.make_step = evaluate, make_step
 
 
 def bench(name: str, n: int, batch_size: int, device, graphs: bool, repeats: int) -> dict:
@@ -137,10 +123,10 @@ def bench(name: str, n: int, batch_size: int, device, graphs: bool, repeats: int
     tcfg = TrainConfig(epochs=1, batch_size=batch_size, lr=0.05, augment=True, schedule="constant")
     steps = n // batch_size * batch_size
     loops = {"plain": lambda m, d: plain_loop(m, d, batch_size, device),
-             "previous": lambda m, d: previous_loop(m, d, tcfg, device),
-             "fast": lambda m, d: train_seconds(m, d, tcfg, device, False)}
+             "previous": lambda m, d: train_seconds(m, d, tcfg, device, previous=True),
+             "fast": lambda m, d: train_seconds(m, d, tcfg, device)}
     if graphs:
-        loops["graphs"] = lambda m, d: train_seconds(m, d, tcfg, device, True)
+        loops["graphs"] = lambda m, d: train_seconds(m, d, tcfg, device, graphs=True)
     rates = {k: [] for k in loops}
     for r in range(repeats):
         for k, loop in loops.items():
