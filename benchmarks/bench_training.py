@@ -158,7 +158,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=3, help="timed passes per loop; the best is reported (default 3)")
-    p.add_argument("--graphs", action="store_true", help="also time train(graphs=True) on the CPU "
+    p.add_argument("--graphs", "--compile", action="store_true", dest="graphs",
+                   help="also time train(graphs=True) on the CPU "
                    "(always on CUDA)")
     args = p.parse_args(argv)
     if args.threads:
