@@ -205,15 +205,14 @@ def linear_lr(lr: float, batch_size: int, reference_batch: int = REFERENCE_BATCH
 
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """The learning rate at a global step: warm-up, then cosine / step / constant (pure Python)."""
-    lr = cfg.lr
     if step < cfg.warmup_steps:
-        return lr * (step + 1) / cfg.warmup_steps
+        return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = step / max(1, total_steps)
     if cfg.schedule == "cosine":
-        return 0.5 * lr * (1 + math.cos(math.pi * frac))
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * frac))
     if cfg.schedule == "step":
-        return lr * 0.1 ** sum(frac >= m for m in cfg.milestones)
-    return lr
+        return cfg.lr * 0.1 ** sum(frac >= m for m in cfg.milestones)
+    return cfg.lr
 
 
 def eval_batch_size(device: torch.device) -> int:
