@@ -25,7 +25,7 @@ from .provenance import code_versions, mixed_code_warning
 from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
 from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
-from .training import TrainConfig
+from .training import TrainConfig, linear_lr
 from .verdicts import arm_of, arm_verdicts, cell_table, rules_table
 from .viz.grid_plots import arms_figure
 
@@ -156,8 +156,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--spectral-coeff", type=float, default=None,
                    help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: none)")
     r.add_argument("--epochs", type=int, default=t["epochs"], help=f"default: {t['epochs']}")
-    r.add_argument("--batch-size", type=int, default=t["batch_size"], help=f"default: {t['batch_size']}")
+    r.add_argument("--batch-size", type=int, default=t["batch_size"],
+                   help=f"images per SGD step (default: {t['batch_size']}); with --lr-scaling linear the "
+                        "peak learning rate becomes lr * batch-size / 128, so a larger batch that fills a "
+                        "GPU keeps the recipe of batch 128")
     r.add_argument("--lr", type=float, default=t["lr"], help=f"peak learning rate (default: {t['lr']:g})")
+    r.add_argument("--lr-scaling", choices=("none", "linear"), default="none",
+                   help="none: lr as given; linear: lr * batch-size / 128 (Goyal et al. 2017), the "
+                        "learning rate saved with the result (default: none)")
     r.add_argument("--no-fast", action="store_true", help="plain fp32 NCHW training (no autocast, no channels_last)")
     r.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
     common(r)
@@ -236,7 +242,8 @@ def run_config(args) -> ExperimentConfig:
     if args.depth is not None:
         model = ResNetConfig.cifar(args.depth, **{k: v for k, v in model.__dict__.items() if k != "blocks"})
     coupled = bool(args.coupling)
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, coupling=args.coupling,
+    lr = linear_lr(args.lr, args.batch_size) if args.lr_scaling == "linear" else args.lr
+    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, coupling=args.coupling,
                         identical_init=args.identical_init or coupled, fast=not args.no_fast,
                         augment=args.dataset != "digitclutter", seed=args.seed)
     options = {} if args.num_digits is None else {"num_digits": args.num_digits}

@@ -24,7 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .coupling import GradientCoupling
 from .data import ImageData
 from .models import ResNetConfig, build_resnet
-from .training import autocast_dtype, task_loss
+from .training import autocast_dtype, channels_last_ok, task_loss
 
 RATE = (10e12, 2e12)          # assumed sustained FLOP/s: optimistic, pessimistic (T4, fp16, small convs)
 LAUNCH = (5e-6, 10e-6)        # assumed seconds per kernel launch: optimistic, pessimistic
@@ -45,10 +45,12 @@ class CountOps(TorchDispatchMode):
 
 def step_counts(model_cfg: ResNetConfig, batch: int = 128, coupling: float = 0.5) -> tuple[int, int]:
     """``(FLOPs, ATen ops)`` of one SGD step (autocast, channels-last, coupling) on random 32x32 images."""
-    model = build_resnet(model_cfg, seed=0).to(memory_format=torch.channels_last)
+    model = build_resnet(model_cfg, seed=0)
+    layout = torch.channels_last if channels_last_ok(model, torch.device("cpu")) else torch.contiguous_format
+    model = model.to(memory_format=layout)                      # as train() lays it out on the CPU
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     couple = GradientCoupling(model, coupling)
-    x = torch.randn(batch, model_cfg.in_channels, 32, 32).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, model_cfg.in_channels, 32, 32).contiguous(memory_format=layout)
     y = torch.randint(0, model_cfg.num_classes, (batch,))
     amp = autocast_dtype(torch.device("cpu"), True)
 

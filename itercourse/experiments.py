@@ -37,7 +37,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from . import __version__
-from .coupling import block_difference, block_similarity, block_spread, effective_parameters
+from .coupling import block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
 from .config_id import canonical_config, check_parameters, flat, hash_of, spellings
@@ -46,7 +46,7 @@ from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, rea
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .provenance import code_provenance
-from .training import History, TrainConfig, evaluate, resolve_device, train
+from .training import History, TrainConfig, eval_batch_size, evaluate, resolve_device, train
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
 DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
@@ -321,9 +321,12 @@ def _versions() -> dict:
     return {"itercourse": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
-def _index_loader(data, size: int, batch_size: int = 250):
-    """The first ``size`` test images, in order, as a loader for the index functions."""
+def _index_loader(data, size: int, batch_size: int | None = None):
+    """The first ``size`` test images, in order, as a loader for the index functions
+    (batches of 250 on the CPU, as the committed results; 1000 on a GPU)."""
     part = dataclasses.replace(data, test_images=data.test_images[:size], test_labels=data.test_labels[:size])
+    if batch_size is None:
+        batch_size = 1000 if part.test_images.device.type == "cuda" else 250
     return part.loader("test", batch_size=batch_size)
 
 
@@ -368,7 +371,7 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     t_analysis = time.perf_counter()
     analysis = contextlib.ExitStack()          # constrained weights computed once for the whole analysis
     analysis.enter_context(parametrize.cached())
-    test = evaluate(model, data.loader("test", batch_size=512), device)
+    test = evaluate(model, data.loader("test", batch_size=eval_batch_size(device)), device)
     indices = iterative_convergence_indices(model, _index_loader(data, cfg.index_size),
                                            **dict(cfg.index_options))
     if cfg.index_performance:                  # block swaps scored by the loss, not by the state
@@ -427,29 +430,3 @@ def _lipschitz(model, data, n: int = 32) -> dict:
     except Exception as err:  # an analysis extra must never lose a finished training run
         warnings.warn(f"branch_lipschitz_report failed ({err}); result written without it", RuntimeWarning)
         return {}
-
-
-# ---------------------------------------------------------------- one point of the coupling dial
-
-def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, identical_init: bool = True,
-                   seed: int = 0, progress: bool = False) -> dict:
-    """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
-
-    Chapter 4's uncached run (the grids of chapters 6-8 go through :func:`run`).
-    Returns the config, per-epoch history, final ``block_spread`` (conv
-    weights and all parameters), ``block_difference``, the last stage's block
-    similarity matrix (conv weights), ``effective_parameters``,
-    ``count_parameters`` and wall time.
-    """
-    train_cfg = TrainConfig() if train_cfg is None else train_cfg
-    train_cfg = replace(train_cfg, coupling=strength, identical_init=identical_init, seed=seed)
-    model = build_resnet(model_cfg, seed=seed)
-    t0 = time.perf_counter()
-    history = train(model, data, train_cfg, progress=progress)
-    return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
-            "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
-            "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
-            "max_difference": block_difference(model),
-            "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
-            "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
-            "seconds": time.perf_counter() - t0}

@@ -205,8 +205,11 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor, schedules: dict | None = None) -> torch.Tensor:
         """Logits; ``schedules`` maps a stage index to the block schedule it should run."""
         self._check_input(x)
-        schedules = schedules or {}
         h = self.stem(x)
+        if not schedules:                        # the training hot path: no schedule look-ups
+            for stage in self.stages:
+                h = stage(h)
+            return self.readout(h)
         for s, stage in enumerate(self.stages):
             h = stage(h, schedules.get(s))
         return self.readout(h)

@@ -6,6 +6,9 @@ between blocks (Lippl et al. 2021; chapter 4) applied between ``backward()``
 and the optimiser step, a checkpoint after every epoch written atomically,
 and resumption from the last checkpoint after an interruption.
 
+The step loop never reads a tensor back to the host: the loss sum and the
+number correct accumulate on the device and are read once per epoch.
+
 Single-label tasks use softmax cross-entropy; multi-label tasks (Digitclutter,
 labels are multi-hot) use one sigmoid per class, and an image counts as
 correct when its k highest-scoring classes are exactly its k digits
@@ -19,15 +22,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .coupling import GradientCoupling, make_blocks_identical
+from .objectives import correct_mask, count_correct, flip_margin, is_multilabel, task_loss  # noqa: F401 (re-exported)
 from .errors import check_bool, check_choice, check_device, check_int, check_positive, check_positive_int, check_range
 from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
 from .walk import device_of, eval_mode
 
 SCHEDULES = ("cosine", "step", "constant")
+REFERENCE_BATCH = 128         # linear_lr: the batch size a recipe's learning rate is stated for
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class TrainConfig:
 
     epochs: int = 10                  # passes over the training set
     batch_size: int = 128             # images per SGD step
-    lr: float = 0.1                   # peak learning rate
+    lr: float = 0.1                   # peak learning rate (for another batch size: linear_lr)
     momentum: float = 0.9             # SGD momentum
     weight_decay: float = 1e-4        # L2 penalty (He et al. 2016)
     schedule: str = "cosine"          # "cosine", "step" (/10 at milestones) or "constant"
@@ -102,64 +106,6 @@ class History:
         return asdict(self)
 
 
-# ---------------------------------------------------------------- objectives
-
-def is_multilabel(logits: torch.Tensor, y: torch.Tensor) -> bool:
-    """Multi-hot float targets with one column per class mean a multi-label task."""
-    return y.is_floating_point() and y.shape == logits.shape
-
-
-def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
-              reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy for class labels, per-class binary cross-entropy for multi-hot labels."""
-    if len(y) != len(logits):
-        raise ValueError(f"logits has {len(logits)} rows but y has {len(y)} labels; pass the labels of the "
-                         "same batch (one per example)")
-    if reduction == "mean" and len(y) == 0:     # the mean of nothing is NaN: refuse instead
-        raise ValueError("logits and y are an empty batch (B = 0); the mean loss needs at least one example")
-    if is_multilabel(logits, y):
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y.float(), reduction="none").sum(1)
-        return loss.mean() if reduction == "mean" else loss.sum() if reduction == "sum" else loss
-    return F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
-
-
-def correct_mask(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per example: is the prediction right? Multi-label: top-k classes == the k true ones."""
-    if is_multilabel(logits, y):
-        k = y.sum(1, keepdim=True).long()                            # (B, 1) digits present
-        ranks = logits.argsort(1, descending=True).argsort(1)        # (B, C) rank of each class
-        return ((ranks < k) & (y > 0.5)).sum(1) == k.squeeze(1)
-    return logits.argmax(1) == y
-
-
-def flip_margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per example, how far the prediction is from flipping, in probability.
-
-        single label (softmax):  p_(1) - p_(2)             (top-1 minus top-2 probability)
-        multi-label (sigmoids):  s_(k) - s_(k+1),  k = number of true labels
-
-    where ``p_(j)`` / ``s_(j)`` is the j-th largest probability. A multi-label
-    prediction is its k highest-scoring classes, so it changes when the k-th
-    and (k+1)-th swap. With k = all classes there is no (k+1)-th: ``s_(k+1)=0``;
-    with k = 0 the prediction cannot change: margin ``inf``. Our reading of
-    Jastrzębski et al.'s (2018) "within 10% probability of flipping".
-    """
-    if is_multilabel(logits, y):
-        p = torch.sigmoid(logits.float()).sort(1, descending=True).values     # (B, C)
-        p = torch.cat([p, torch.zeros_like(p[:, :1])], 1)                      # (B, C+1): s_(C+1) = 0
-        k = y.sum(1).round().long().clamp(0, logits.shape[1])                  # (B,)
-        idx = (k - 1).clamp_min(0)[:, None]
-        margin = (p.gather(1, idx) - p.gather(1, idx + 1)).squeeze(1)
-        return torch.where(k > 0, margin, torch.full_like(margin, float("inf")))
-    p = torch.softmax(logits.float(), 1).topk(min(2, logits.shape[1]), dim=1).values
-    return p[:, 0] - (p[:, 1] if p.shape[1] > 1 else 0.0)
-
-
-def count_correct(logits: torch.Tensor, y: torch.Tensor) -> int:
-    """Number of correctly classified examples in a batch."""
-    return int(correct_mask(logits, y).sum())
-
-
 # ---------------------------------------------------------------- helpers
 
 def resolve_device(device=None) -> torch.device:
@@ -184,8 +130,36 @@ def autocast_dtype(device: torch.device, fast: bool) -> torch.dtype | None:
     return None
 
 
+def channels_last_ok(model: torch.nn.Module, device: torch.device) -> bool:
+    """Whether channels_last is safe for ``model`` on ``device`` (it is faster on both CPU and GPU).
+
+    On the CPU, torch 2.14's oneDNN backward of a strided convolution with
+    fewer than 8 input channels in channels_last corrupts the heap ("double
+    free or corruption"); e.g. the 1x1 stride-2 projection of ``widths=(4, 8, 8)``.
+    Such models train in NCHW on the CPU.
+    """
+    if device.type != "cpu":
+        return True
+    return not any(isinstance(m, torch.nn.Conv2d) and max(m.stride) > 1 and m.in_channels < 8
+                   for m in model.modules())
+
+
+def linear_lr(lr: float, batch_size: int, reference_batch: int = REFERENCE_BATCH) -> float:
+    """The peak learning rate for ``batch_size`` of a recipe stated at ``reference_batch``: ``lr * B / 128``.
+
+    Linear scaling (Goyal et al. 2017, "Accurate, Large Minibatch SGD", Sec. 2.1)
+    keeps the recipe of batch 128 when a larger batch fills a GPU:
+    ``TrainConfig(batch_size=512, lr=linear_lr(0.1, 512))`` trains at peak lr 0.4.
+    The config stores the learning rate actually used (its hash changes with it).
+    """
+    check_positive("lr", lr)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("reference_batch", reference_batch)
+    return lr * batch_size / reference_batch
+
+
 def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate at a global step: warm-up, then cosine / step / constant."""
+    """The learning rate at a global step: warm-up, then cosine / step / constant (pure Python)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     frac = step / max(1, total_steps)
@@ -196,21 +170,28 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.lr
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Batch size of evaluation: large on a GPU, 512 on the CPU (as the committed results)."""
+    return 1024 if device.type == "cuda" else 512
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, device=None, **forward_kw) -> dict:
     """Mean loss and accuracy of ``model`` over every batch of ``loader`` (eval mode, previous mode restored)."""
     device = resolve_device(device) if device is not None else device_of(model)
-    loss_sum, correct, n = 0.0, 0, 0
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)      # summed on the device,
+    correct = torch.zeros((), dtype=torch.int64, device=device)         # read once at the end
+    n = 0
     with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x, **forward_kw)
-            loss_sum += float(task_loss(logits, y, reduction="sum"))
-            correct += count_correct(logits, y)
+            loss_sum += task_loss(logits, y, reduction="sum").double()
+            correct += correct_mask(logits, y).sum()
             n += len(y)
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate() needs at least one batch")
-    return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
 
 
 def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
@@ -247,9 +228,44 @@ def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture) ->
             "architecture": repr(sorted(architecture.items())) if architecture is not None else repr(shapes)}
 
 
+def make_step(model, optimizer, scaler, coupling, amp_dtype, device, label_smoothing: float = 0.0):
+    """One SGD step ``step(x, y) -> (loss, number correct)``, both device tensors (no host read).
+
+    forward + loss (autocast where ``amp_dtype``), backward, soft coupling, optimiser step.
+    The same function runs eagerly (the default) and under ``torch.compile`` (``train(graphs=True)``).
+    """
+    def step(x, y):
+        # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            logits = model(x)
+            loss = task_loss(logits, y, label_smoothing)
+        # Phase 2: gradients, then soft coupling between the blocks of each stage.
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if coupling is not None:
+            scaler.unscale_(optimizer)          # fp16 only; a no-op otherwise
+            coupling.apply()                    # g_i <- (1 - lam) g_i + lam * mean_j g_j
+        # Phase 3: the SGD step (momentum, weight decay); the fp16 scaler reads its inf check here.
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach(), correct_mask(logits.detach(), y).sum()
+    return step
+
+
+def compile_step(step, device: torch.device, backend: str = "inductor"):
+    """``step`` under ``torch.compile``: ``mode="reduce-overhead"`` (CUDA graphs) on CUDA, default elsewhere.
+
+    UNTESTED ON A GPU (issue 14: no GPU was available). On the CPU the unit
+    tests trace it with ``backend="aot_eager"`` (graph capture and the compiled
+    backward without code generation); the inductor compile ran once by hand.
+    """
+    mode = "reduce-overhead" if device.type == "cuda" and backend == "inductor" else None
+    return torch.compile(step, backend=backend, mode=mode)
+
+
 def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, device=None,
           checkpoint: str | Path | None = None, progress: bool = True, log=print,
-          architecture: dict | None = None) -> History:
+          architecture: dict | None = None, graphs: bool = False) -> History:
     """Train ``model`` on ``data`` (an ``ImageData``) and return its per-epoch ``History``.
 
     With ``checkpoint`` set, the full training state is saved atomically after
@@ -260,6 +276,15 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     shapes) it belongs to; a checkpoint of another run raises ``ValueError``
     (nothing is overwritten). A non-finite training loss stops training with
     :class:`DivergedError` at the end of that epoch (checked once per epoch).
+
+    ``graphs=True`` (opt-in, off by default) compiles the whole step (forward,
+    loss, backward, coupling, the constraint's power iteration, the optimiser)
+    with ``torch.compile(mode="reduce-overhead")``, which captures it in CUDA
+    graphs on a GPU. It is a speed option that does not change the recipe, so it
+    is a keyword here, not a ``TrainConfig`` field (no config hash changes).
+    UNTESTED ON A GPU: no GPU was available when it was written (issue 14); the
+    unit tests run the compiled step on the CPU. The learning rate then lives in
+    a tensor so that a new value does not recompile.
     """
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"cfg={cfg!r} must be a TrainConfig")
@@ -274,7 +299,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     data = data.to(device)
     train_loader = data.loader("train", batch_size=cfg.batch_size, shuffle=True,
                                augment=cfg.augment, seed=cfg.seed, drop_last=True)
-    test_loader = data.loader("test", batch_size=512)
+    test_loader = data.loader("test", batch_size=eval_batch_size(device))
     if len(train_loader) == 0:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the training set "
                          f"({len(data.train_labels)} images); use a batch_size <= the training-set size")
@@ -286,12 +311,19 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
         coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
 
     amp_dtype = autocast_dtype(device, cfg.fast)
-    if cfg.fast:
+    channels_last = cfg.fast and channels_last_ok(model, device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if cfg.compile else model
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    # foreach SGD (one kernel per op for all parameters) on a GPU; on the CPU torch's default
+    # keeps the committed results bit-identical. With graphs, lr is a tensor: no recompiles.
+    optimizer = torch.optim.SGD(model.parameters(), lr=torch.tensor(cfg.lr) if graphs else cfg.lr,
+                                momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                foreach=True if device.type == "cuda" or graphs else None)
+    step_fn = make_step(step_model, optimizer, scaler, coupling, amp_dtype, device, cfg.label_smoothing)
+    if graphs:
+        step_fn = compile_step(step_fn, device)
     history, start, rng_state = History(), 0, None
     total_steps = cfg.epochs * len(train_loader)
 
@@ -338,37 +370,34 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
             t0 = time.perf_counter()
             model.train()
             train_loader.set_epoch(epoch)           # data order depends on (seed, epoch) only
-            loss_sum, correct, n = 0.0, 0, 0
+            # Sums stay on the device: nothing in the step loop reads a tensor back to the host.
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            n = 0
             for b, (x, y) in enumerate(train_loader):
                 step = epoch * len(train_loader) + b
+                lr = learning_rate(cfg, step, total_steps)      # pure Python on ints
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, step, total_steps)
-                if cfg.fast:
+                    if graphs:
+                        group["lr"].fill_(lr)
+                    else:
+                        group["lr"] = lr
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                # Phase 1: forward and loss (in bf16/fp16 where that is fast and safe).
-                with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                    logits = step_model(x)
-                    loss = task_loss(logits, y, cfg.label_smoothing)
-                # Phase 2: gradients, then soft coupling between the blocks of each stage.
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if coupling is not None:
-                    scaler.unscale_(optimizer)
-                    coupling.apply()                # g_i <- (1 - lam) g_i + lam * mean_j g_j
-                # Phase 3: the SGD step (momentum, weight decay).
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += float(loss.detach()) * len(y)
-                correct += count_correct(logits.detach(), y)
+                # Phases 1-3: forward + loss, backward + coupling, SGD step (make_step).
+                loss, right = step_fn(x, y)
+                loss_sum += loss.double() * len(y)
+                correct += right
                 n += len(y)
 
+            # Phase 4: read the sums (once per epoch), evaluate, record, checkpoint.
+            loss_sum, correct = loss_sum.item(), correct.item()
             if not math.isfinite(loss_sum):         # one check per epoch (no per-step host sync needed)
                 raise DivergedError(f"training diverged: the train loss is {loss_sum / n} in epoch {epoch + 1}; "
                                     f"allowed: a finite loss. Lower lr={cfg.lr:g} (or add warmup_steps)")
-            # Phase 4: evaluate, record, checkpoint.
             test = evaluate(model, test_loader, device)
             history.epoch.append(epoch + 1)
-            history.lr.append(optimizer.param_groups[0]["lr"])
+            history.lr.append(float(optimizer.param_groups[0]["lr"]))
             history.train_loss.append(loss_sum / n)
             history.train_acc.append(correct / n)
             history.test_loss.append(test["loss"])
@@ -383,7 +412,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                     "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg),
                     "owner": _checkpoint_owner(cfg, model, architecture)})
-    if cfg.fast:
+    if channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history

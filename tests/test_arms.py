@@ -9,7 +9,8 @@ from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.provenance import UNKNOWN, code_label, mixed_code_warning, source_sha256
 from itercourse.report import is_convergent
-from itercourse.sweeps import ARMS, load_grid
+from itercourse.presets import ARMS
+from itercourse.sweeps import load_grid
 from itercourse.toys import convergent_control
 from itercourse.training import TrainConfig
 from itercourse.verdicts import arm_of, cell_of
