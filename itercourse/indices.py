@@ -240,7 +240,7 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     if n_seen == 0:
         raise ValueError("loader yielded no batches; the indices need at least one batch of (x, y)")
 
-    val = lambda t: float(t)                                       # noqa: E731  (device -> Python float)
+    val = lambda t: float(t.detach()) if torch.is_tensor(t) else float(t)   # noqa: E731  (device -> float)
     loss_sum = val(base[0])
     out = {"n": n_seen, "loss": loss_sum / n_seen, "acc": val(base[1]) / n_seen, "kind": kind,
            "max_pairs": max_pairs, "depth_factors": list(factors), "per_stage": []}
