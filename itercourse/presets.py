@@ -58,23 +58,25 @@ def _arms_grid(couplings, seeds) -> list:
 
 
 ARMS_SCALES = {
-    "cpu": dict(train_size=12_000, test_size=2_000, index_size=500, epochs=20, widths=[8, 16, 32],
-                blocks=[4, 4, 4], couplings=[0.0, 0.5, 1.0], seeds=[0, 1, 2]),
-    "gpu": dict(train_size=50_000, test_size=5_000, index_size=2_000, epochs=30, widths=[16, 32, 64],
+    "cpu": dict(train_size=8_000, test_size=2_000, index_size=500, epochs=10, batch_size=64,
+                widths=[8, 16, 32], blocks=[4, 4, 4], couplings=[0.0, 0.5, 1.0], seeds=[0, 1, 2]),
+    "gpu": dict(train_size=50_000, test_size=5_000, index_size=2_000, epochs=30, batch_size=128,
+                widths=[16, 32, 64],
                 blocks=[4, 4, 4], couplings=[0.0, 0.25, 0.5, 0.75, 1.0], seeds=[0, 1, 2]),
-    "smoke": dict(train_size=256, test_size=128, index_size=64, epochs=1, widths=[4, 8, 8],
+    "smoke": dict(train_size=256, test_size=128, index_size=64, epochs=1, batch_size=128,
+                  widths=[4, 8, 8],
                   blocks=[2, 2, 2], couplings=[0.0, 0.5, 1.0], seeds=[0]),
 }
 
 
 def _preset_arms(scale: str = "cpu") -> dict:
-    # Recipe from a measured pilot on this project's 2-core machine (1 thread per run, fp32: the CPU
-    # has no native bf16; other jobs sharing the cores): 20 cosine epochs at 12k images reach a
-    # plateau in every arm (last-epoch train gain: BN -0.0001, norm-free 0.0026, constrained 0.0035;
-    # train accuracy 0.999 / 0.947 / 0.959). Training takes ~660 s (norm-free), ~780 s (constrained),
-    # ~860 s (BN) per run; the analysis at index_size 500 adds ~25-70 s (3-9%). The 36-run CPU grid
-    # is ~4.5 h with --workers 2 on that machine (the sweep resumes across sittings), ~1.3 h on
-    # a machine 4x faster per thread.
+    # CPU recipe. A pilot on this project's 2-core machine (1 thread per run, fp32: its CPU has no
+    # native bf16) found 20 cosine epochs at 12k images, batch 128, reach a plateau in every arm
+    # (last-epoch train gain: BN -0.0001, norm-free 0.0026, constrained 0.0035) but cost 11-15 min
+    # per run, ~4.5 h for the 36-run grid with --workers 2: more than the ~3 h budget. The CPU
+    # preset therefore trains 10 cosine epochs on 8k images at batch 64 (1,250 steps, 2/3 of the
+    # pilot's 1,875): ~4-5 min per run at ~300-440 img/s. Whether every run still plateaus is
+    # checked on the results (the plateau rule in itercourse.verdicts), not assumed here.
     sizes = ARMS_SCALES[scale]
     name = {"cpu": "digitclutter_arms", "gpu": "digitclutter_arms_gpu", "smoke": "digitclutter_arms_smoke"}[scale]
     where = {"cpu": "sized for 2 CPU cores (--workers 2)", "gpu": "for one GPU",
@@ -87,7 +89,7 @@ def _preset_arms(scale: str = "cpu") -> dict:
         "index_size": sizes["index_size"],
         "model": {"in_channels": 1, "num_classes": 10, "widths": sizes["widths"], "blocks": sizes["blocks"],
                   "spectral_flavour": "operator"},
-        "train": {"epochs": sizes["epochs"], "batch_size": 128, "lr": 0.1, "weight_decay": 1e-4,
+        "train": {"epochs": sizes["epochs"], "batch_size": sizes["batch_size"], "lr": 0.1, "weight_decay": 1e-4,
                   "schedule": "cosine", "augment": False, "fast": scale != "smoke"},
         "grid": _arms_grid(sizes["couplings"], sizes["seeds"]),
     }
