@@ -144,3 +144,15 @@ def test_arms_figure_draws_both_dials():
     fig = arms_figure(results)
     assert len(fig.axes) == 8
     assert dial_position(results[0]) == 1.0 and dial_position(results[0], "effective_parameters") != 1.0
+
+
+def test_curves_draw_one_line_per_run_and_name_each_arm_once():
+    import matplotlib
+    matplotlib.use("Agg")
+    from itercourse.viz.grid_plots import plot_curves
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    for r in results:
+        r.history = NS(train_acc=[0.3, 0.6, 0.7], test_acc=[0.2, 0.5, 0.6])
+    axes = plot_curves(results)
+    assert len(axes[0].lines) == len(axes[1].lines) == len(results)
+    assert sorted(t.get_text() for t in axes[0].get_legend().get_texts()) == sorted(ARM_MODELS)

@@ -91,3 +91,25 @@ def arms_figure(results, metrics=("final_test_acc", "recurrence", "convergence",
             axes[1, k].get_legend().remove()
     fig.tight_layout()
     return fig
+
+
+def plot_curves(results, axes=None):
+    """Training and test accuracy per epoch, one thin line per run, coloured by arm: does every run
+    reach its plateau before the comparison is made?"""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.7, 3.2), sharey=True)
+    seen = set()
+    for r in results:
+        arm, h = arm_of(r), r.history
+        label = None if arm in seen else arm
+        seen.add(arm)
+        epochs = np.arange(1, len(h.train_acc) + 1)
+        axes[0].plot(epochs, h.train_acc, color=_colour(arm), lw=0.8, alpha=0.6, label=label)
+        axes[1].plot(epochs, h.test_acc, color=_colour(arm), lw=0.8, alpha=0.6)
+    for ax, title in zip(axes, ("training accuracy (running, per epoch)", "test accuracy")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("accuracy (exact digit set)")
+    axes[0].legend(fontsize=8)
+    axes[0].figure.tight_layout()
+    return axes
