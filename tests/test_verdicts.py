@@ -156,3 +156,28 @@ def test_curves_draw_one_line_per_run_and_name_each_arm_once():
     axes = plot_curves(results)
     assert len(axes[0].lines) == len(axes[1].lines) == len(results)
     assert sorted(t.get_text() for t in axes[0].get_legend().get_texts()) == sorted(ARM_MODELS)
+
+
+def test_plot_runs_by_cell_draws_one_dot_per_run_in_its_arm_colour():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import to_rgba
+
+    from itercourse.viz.grid_plots import arm_colour, plot_runs_by_cell
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    results[0].indices["recurrence"] = None                  # a missing index is drawn as nothing
+    ax = plot_runs_by_cell(results, "recurrence")
+    ys = np.concatenate([np.ma.filled(c.get_offsets()[:, 1].astype(float), np.nan) for c in ax.collections])
+    assert np.isfinite(ys).sum() == len(results) - 1
+    # a slot per (init, lambda): the ordinary cell first, then identical init by lambda
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "independent\nlambda = 0", "identical\nlambda = 0", "identical\nlambda = 0.5", "identical\nlambda = 1"]
+    arms = ("conventional", "norm-free", "constrained")
+    for coll in ax.collections:                              # arms side by side, each in its colour
+        x = float(np.ma.getdata(coll.get_offsets())[0, 0])
+        k = round((x - round(x)) / 0.2) + 1                  # width 0.6 / 3 arms
+        assert np.allclose(coll.get_edgecolor()[0], to_rgba(arm_colour(arms[k]), 0.8))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["conventional", "norm-free", "constrained"]
+    plt.close("all")
