@@ -181,3 +181,23 @@ def test_plot_runs_by_cell_draws_one_dot_per_run_in_its_arm_colour():
         assert np.allclose(coll.get_edgecolor()[0], to_rgba(arm_colour(arms[k]), 0.8))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["conventional", "norm-free", "constrained"]
     plt.close("all")
+
+
+def test_rows_and_cells_say_when_a_run_was_still_climbing():
+    from itercourse.verdicts import PLATEAU_NOTE, last_gain, still_climbing
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    for r in results:
+        r.history = NS(train_acc=[0.5, 0.9, 0.905])                 # gain 0.005: at a plateau
+    slow = [r for r in results if (r.config.model.branch_init, r.config.train.identical_init) == ("zero", False)]
+    slow[0].history = NS(train_acc=[0.3, 0.5, 0.55])               # gain 0.05: still climbing
+    assert still_climbing(slow[0]) and not still_climbing(results[0])
+    assert not still_climbing(NS(history=NS(train_acc=[0.9])))     # too short to tell
+    assert last_gain(slow[0]) == pytest.approx(0.05)
+    rows = arm_verdicts(results)
+    flagged = {r["comparison"] for r in rows if r["verdict"].endswith(PLATEAU_NOTE)}
+    assert flagged and all("norm-free" in c or "best unconstrained" in c or "unconstrained arms" in c
+                           for c in flagged)
+    assert not any(r["verdict"].endswith(PLATEAU_NOTE) for r in rows if "conventional:" in r["comparison"])
+    table = cell_table(results)
+    line, = [ln for ln in table.splitlines() if ln.startswith("| norm-free | independent |")]
+    assert line.rstrip(" |").endswith("2/3")
