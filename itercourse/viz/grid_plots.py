@@ -15,7 +15,7 @@ import numpy as np
 from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
 from ..verdicts import ARMS, arm_of, cell_of, init_of
 
-DIALS = {"block_spread": "block spread (mean over stages; 0 = identical blocks)",
+DIALS = {"block_spread": "block spread (0 = identical blocks)",
          "effective_parameters": "effective parameters"}
 MARKERS = {"identical": "o", "independent": "s"}
 THRESHOLDS = {"convergence": CONVERGENT_C, "divergence": CONVERGENT_D}
@@ -73,7 +73,7 @@ def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str 
                    facecolors="white" if init == "independent" else arm_colour(arm), s=28, label=label)
     if metric in THRESHOLDS:
         ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
-    ax.set_xlabel(DIALS.get(dial, dial) + " (measured)")
+    ax.set_xlabel(DIALS.get(dial, dial) + ", measured")
     ax.set_ylabel(ylabel or metric)
     ax.legend(fontsize=7)
     return ax
