@@ -7,7 +7,7 @@ from itercourse.experiments import ExperimentConfig, run
 from itercourse.io import read_json
 from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.provenance import UNKNOWN, code_label, mixed_code_warning, source_sha256
+from itercourse.provenance import UNKNOWN, code_label, code_versions, mixed_code_warning, source_sha256
 from itercourse.report import is_convergent
 from itercourse.presets import ARMS
 from itercourse.sweeps import load_grid
@@ -144,6 +144,10 @@ def test_report_names_mixed_and_unknown_code():
     assert code_label({}) == UNKNOWN                                     # committed results before provenance
     warning = mixed_code_warning([R(same), R(other), R({})])
     assert warning.startswith("warning:") and "3 code versions" in warning and UNKNOWN in warning
+    # a later commit with the same package sources (results or docs added) is the same code
+    later = {"code": {**same["code"], "commit": "d" * 40}}
+    assert mixed_code_warning([R(same), R(later)]) is None
+    assert code_versions([R(same), R(later)]) == {f"src {'b' * 10} (commit {'a' * 10}, {'d' * 10})": 2}
 
 
 # ---------------------------------------------------------------- convergence as a threshold
