@@ -71,16 +71,26 @@ def code_label(meta: dict) -> str:
 
 
 def code_versions(results) -> dict:
-    """``{code label: number of results}`` over ``results`` (objects with ``.meta``)."""
-    out: dict = {}
+    """``{code label: number of results}`` over ``results`` (objects with ``.meta``).
+
+    Results are grouped by their package sources (``source_sha256``), not by commit: commits that only
+    add result files or documentation leave the code, and so the group, unchanged. The label names the
+    sources and every commit seen for them."""
+    groups: dict = {}
     for r in results:
-        key = code_label(r.meta)
-        out[key] = out.get(key, 0) + 1
+        code = (r.meta or {}).get("code")
+        key = code.get("source_sha256") if code else None
+        label = code_label(r.meta).split(" src ")[0] if code else UNKNOWN
+        commits, n = groups.get(key, ({}, 0))
+        groups[key] = ({**commits, label: None}, n + 1)
+    out = {}
+    for key, (commits, n) in groups.items():
+        out[UNKNOWN if key is None else f"src {str(key)[:10]} (commit {', '.join(commits)})"] = n
     return out
 
 
 def mixed_code_warning(results) -> str | None:
-    """A warning line when ``results`` come from more than one code version (else ``None``)."""
+    """A warning line when ``results`` come from more than one version of the package sources (else ``None``)."""
     versions = code_versions(results)
     if len(versions) <= 1:
         return None

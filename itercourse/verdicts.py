@@ -23,6 +23,12 @@ The rules, applied the same way to every claim:
    rise (rule 1) *and* most constrained runs pass; a rise without passing
    networks is reported as "direction only".
 
+5. **Plateau.** A run is compared only as trained if its training accuracy rose
+   by less than ``PLATEAU_GAIN`` (1.5 points) in its last epoch. A row whose
+   groups hold a run that was still climbing says so in its verdict
+   ("... ; not all runs at a plateau"), and :func:`cell_table` counts the
+   plateaued runs of every cell.
+
 Cells are (arm, initialisation, coupling). Arms (:func:`arm_of`):
 ``conventional`` (BN in the branches), ``norm-free`` (no BN, zero-initialised
 branches), ``constrained`` (no BN, Lipschitz bound c on each branch) and
@@ -40,6 +46,8 @@ from .report import (CONVERGENT_C, CONVERGENT_D, is_convergent, markdown_table, 
 ARMS = ("conventional", "norm-free", "constrained", "no-BN, He init")
 MIN_EFFECT_ACC = 0.02        # accuracy: at least 2 points
 MIN_EFFECT_INDEX = 0.05      # indices (range about 0..1)
+PLATEAU_GAIN = 0.015         # rule 5: the last epoch added less than 1.5 points of training accuracy
+PLATEAU_NOTE = "; not all runs at a plateau"
 
 
 # ---------------------------------------------------------------- cells
@@ -66,6 +74,21 @@ def coupling_value(r) -> float:
 def cell_of(r) -> tuple:
     """``(arm, init, coupling)``."""
     return arm_of(r), init_of(r), coupling_value(r)
+
+
+def last_gain(r) -> float:
+    """Training accuracy gained in the last epoch (nan with fewer than two epochs)."""
+    acc = r.history.train_acc
+    return float(acc[-1] - acc[-2]) if len(acc) > 1 else float("nan")
+
+
+def still_climbing(r) -> bool:
+    """Rule 5: the run's last epoch added at least ``PLATEAU_GAIN`` (nan, too short to tell: False)."""
+    return last_gain(r) >= PLATEAU_GAIN
+
+
+def _plateau_note(results, *cells) -> str:
+    return PLATEAU_NOTE if any(still_climbing(r) for r in results if cell_of(r) in cells) else ""
 
 
 def values(results, metric: str, cell: tuple) -> list:
@@ -124,7 +147,7 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
     def add(claim, comparison, metric, cell_a, cell_b, want, min_effect, note=""):
         e = effect(values(results, metric, cell_a), values(results, metric, cell_b), min_effect)
         rows.append({"claim": claim, "comparison": comparison, "metric": metric, **e,
-                     "verdict": _want(e["direction"], want) + note})
+                     "verdict": _want(e["direction"], want) + note + _plateau_note(results, cell_a, cell_b)})
 
     # Rule 2: the constraint against the best unconstrained arm (ordinary cells).
     ordinary = {a: values(results, "final_test_acc", (a, "independent", 0.0)) for a in arms}
@@ -157,6 +180,7 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
             verdict = _want(e["direction"], "up")
             if verdict == "supported" and not (n and k > n / 2):
                 verdict = f"direction only: {k} of {n} constrained networks convergent"
+            verdict += _plateau_note(results, (twin, "independent", 0.0), (constrained, "independent", 0.0))
             rows.append({"claim": "the Lipschitz constraint makes ResNets convergent",
                          "comparison": f"{metric}, {constrained} minus {twin}; ordinary cells", "metric": metric,
                          **e, "verdict": verdict})
@@ -178,8 +202,9 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
                                "; ".join(f"{a} {np.mean(v):.2f}" for a, v in rec.items()),
                  "metric": "recurrence", "diff": float("nan"), "noise": float("nan"),
                  "n_a": sum(len(v) for v in rec.values()), "n_b": 0, "direction": "threshold",
-                 "verdict": "missing runs" if not rec else
-                            "supported" if low and passing == 0 else "contradicted"})
+                 "verdict": ("missing runs" if not rec else
+                             "supported" if low and passing == 0 else "contradicted")
+                            + _plateau_note(results, *[(a, "independent", 0.0) for a in rec])})
     return rows
 
 
@@ -203,8 +228,10 @@ def cell_table(results, metrics=("final_test_acc", "final_train_acc", "recurrenc
         cols = [mean_spread([metric_of(r, m) for r in rs], digits=3) for m in metrics]
         spreads = [float(np.mean(r.extras["block_spread"])) for r in rs if r.extras.get("block_spread")]
         k, n = convergent_count(rs)
-        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), f"{k}/{n}"))
-    head = ["arm", "init", "lambda", *[m.replace("final_", "") for m in metrics], "block spread", "convergent"]
+        flat = sum(not still_climbing(r) for r in rs)
+        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), f"{k}/{n}", f"{flat}/{n}"))
+    head = ["arm", "init", "lambda", *[m.replace("final_", "") for m in metrics], "block spread", "convergent",
+            "at plateau"]
     return markdown_table(head, rows)
 
 

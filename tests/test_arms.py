@@ -7,7 +7,7 @@ from itercourse.experiments import ExperimentConfig, run
 from itercourse.io import read_json
 from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.provenance import UNKNOWN, code_label, mixed_code_warning, source_sha256
+from itercourse.provenance import UNKNOWN, code_label, code_versions, mixed_code_warning, source_sha256
 from itercourse.report import is_convergent
 from itercourse.presets import ARMS
 from itercourse.sweeps import load_grid
@@ -89,6 +89,27 @@ def test_arms_grid_expands_to_arms_x_couplings_x_init_x_seeds(name, couplings, s
         assert configs[0].train_size >= 50_000 and len(seeds) >= 3
 
 
+def test_equal_parameter_companion_is_the_arms_recipe_narrowed():
+    """One ordinary (independent init, lambda 0) narrow net per arm and seed; everything else is the arms
+    grid's recipe, and its size is close to the recurrent (identical blocks) grid network's distinct weights."""
+    from dataclasses import replace
+
+    from itercourse.coupling import effective_parameters, make_blocks_identical
+    from itercourse.models import build_resnet, count_parameters
+    grid, narrow = load_grid("digitclutter_arms"), load_grid("digitclutter_arms_equal_params")
+    assert {(a, i, lam) for a, i, lam, _ in _cells(narrow)} == {(a, False, 0.0) for a in ARMS}
+    assert sorted({c.seed for c in narrow}) == sorted({c.seed for c in grid})
+    for c in narrow:
+        twin = next(g for g in grid if arm_of(_R(g)) == arm_of(_R(c)) and g.seed == c.seed
+                    and not g.train.identical_init)
+        assert c.model == replace(twin.model, widths=(5, 10, 20))
+        assert (c.train, c.train_size, c.test_size, c.index_size) == (twin.train, twin.train_size,
+                                                                      twin.test_size, twin.index_size)
+        recurrent = make_blocks_identical(build_resnet(twin.model, seed=0))
+        ratio = count_parameters(build_resnet(c.model, seed=0)) / effective_parameters(recurrent)
+        assert abs(ratio - 1) < 0.15, (arm_of(_R(c)), ratio)
+
+
 def test_old_grid_is_kept_and_labelled():
     from itercourse.sweeps import PRESETS
     assert "undertrained" in PRESETS["digitclutter"]()["description"]
@@ -123,6 +144,10 @@ def test_report_names_mixed_and_unknown_code():
     assert code_label({}) == UNKNOWN                                     # committed results before provenance
     warning = mixed_code_warning([R(same), R(other), R({})])
     assert warning.startswith("warning:") and "3 code versions" in warning and UNKNOWN in warning
+    # a later commit with the same package sources (results or docs added) is the same code
+    later = {"code": {**same["code"], "commit": "d" * 40}}
+    assert mixed_code_warning([R(same), R(later)]) is None
+    assert code_versions([R(same), R(later)]) == {f"src {'b' * 10} (commit {'a' * 10}, {'d' * 10})": 2}
 
 
 # ---------------------------------------------------------------- convergence as a threshold

@@ -144,3 +144,60 @@ def test_arms_figure_draws_both_dials():
     fig = arms_figure(results)
     assert len(fig.axes) == 8
     assert dial_position(results[0]) == 1.0 and dial_position(results[0], "effective_parameters") != 1.0
+
+
+def test_curves_draw_one_line_per_run_and_name_each_arm_once():
+    import matplotlib
+    matplotlib.use("Agg")
+    from itercourse.viz.grid_plots import plot_curves
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    for r in results:
+        r.history = NS(train_acc=[0.3, 0.6, 0.7], test_acc=[0.2, 0.5, 0.6])
+    axes = plot_curves(results)
+    assert len(axes[0].lines) == len(axes[1].lines) == len(results)
+    assert sorted(t.get_text() for t in axes[0].get_legend().get_texts()) == sorted(ARM_MODELS)
+
+
+def test_plot_runs_by_cell_draws_one_dot_per_run_in_its_arm_colour():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import to_rgba
+
+    from itercourse.viz.grid_plots import arm_colour, plot_runs_by_cell
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    results[0].indices["recurrence"] = None                  # a missing index is drawn as nothing
+    ax = plot_runs_by_cell(results, "recurrence")
+    ys = np.concatenate([np.ma.filled(c.get_offsets()[:, 1].astype(float), np.nan) for c in ax.collections])
+    assert np.isfinite(ys).sum() == len(results) - 1
+    # a slot per (init, lambda): the ordinary cell first, then identical init by lambda
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "independent\nlambda = 0", "identical\nlambda = 0", "identical\nlambda = 0.5", "identical\nlambda = 1"]
+    arms = ("conventional", "norm-free", "constrained")
+    for coll in ax.collections:                              # arms side by side, each in its colour
+        x = float(np.ma.getdata(coll.get_offsets())[0, 0])
+        k = round((x - round(x)) / 0.2) + 1                  # width 0.6 / 3 arms
+        assert np.allclose(coll.get_edgecolor()[0], to_rgba(arm_colour(arms[k]), 0.8))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["conventional", "norm-free", "constrained"]
+    plt.close("all")
+
+
+def test_rows_and_cells_say_when_a_run_was_still_climbing():
+    from itercourse.verdicts import PLATEAU_NOTE, last_gain, still_climbing
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    for r in results:
+        r.history = NS(train_acc=[0.5, 0.9, 0.905])                 # gain 0.005: at a plateau
+    slow = [r for r in results if (r.config.model.branch_init, r.config.train.identical_init) == ("zero", False)]
+    slow[0].history = NS(train_acc=[0.3, 0.5, 0.55])               # gain 0.05: still climbing
+    assert still_climbing(slow[0]) and not still_climbing(results[0])
+    assert not still_climbing(NS(history=NS(train_acc=[0.9])))     # too short to tell
+    assert last_gain(slow[0]) == pytest.approx(0.05)
+    rows = arm_verdicts(results)
+    flagged = {r["comparison"] for r in rows if r["verdict"].endswith(PLATEAU_NOTE)}
+    assert flagged and all("norm-free" in c or "best unconstrained" in c or "unconstrained arms" in c
+                           for c in flagged)
+    assert not any(r["verdict"].endswith(PLATEAU_NOTE) for r in rows if "conventional:" in r["comparison"])
+    table = cell_table(results)
+    line, = [ln for ln in table.splitlines() if ln.startswith("| norm-free | independent |")]
+    assert line.rstrip(" |").endswith("2/3")

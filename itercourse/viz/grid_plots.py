@@ -15,7 +15,7 @@ import numpy as np
 from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
 from ..verdicts import ARMS, arm_of, cell_of, init_of
 
-DIALS = {"block_spread": "block spread (mean over stages; 0 = identical blocks)",
+DIALS = {"block_spread": "block spread (0 = identical blocks)",
          "effective_parameters": "effective parameters"}
 MARKERS = {"identical": "o", "independent": "s"}
 THRESHOLDS = {"convergence": CONVERGENT_C, "divergence": CONVERGENT_D}
@@ -29,7 +29,8 @@ def dial_position(r, dial: str = "block_spread") -> float:
     return float(np.mean(v)) if isinstance(v, (list, tuple)) else float(v)
 
 
-def _colour(arm: str):
+def arm_colour(arm: str):
+    """The colour of an arm in every figure of the arms grid (tab10, in the order of ``ARMS``)."""
     return plt.get_cmap("tab10")(ARMS.index(arm) if arm in ARMS else 9)
 
 
@@ -47,7 +48,7 @@ def plot_vs_lambda(results, metric: str = "final_test_acc", ax=None, *, ylabel: 
             vals = [[metric_of(r, metric) for r in results if cell_of(r) == (arm, init, lam)] for lam in lams]
             mean = [np.nanmean(v) for v in vals]
             sd = [np.nanstd(v, ddof=1) if len(v) > 1 else 0.0 for v in vals]
-            ax.errorbar(lams, mean, yerr=sd, marker=MARKERS[init], capsize=3, color=_colour(arm),
+            ax.errorbar(lams, mean, yerr=sd, marker=MARKERS[init], capsize=3, color=arm_colour(arm),
                         linestyle="-" if init == "identical" else "none",
                         label=f"{arm}, {init} init", mfc="white" if init == "independent" else None)
     if metric in THRESHOLDS:
@@ -68,11 +69,43 @@ def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str 
         arm, init = arm_of(r), init_of(r)
         label = None if (arm, init) in seen else f"{arm}, {init} init"
         seen.add((arm, init))
-        ax.scatter(dial_position(r, dial), metric_of(r, metric), color=_colour(arm), marker=MARKERS[init],
-                   facecolors="white" if init == "independent" else _colour(arm), s=28, label=label)
+        ax.scatter(dial_position(r, dial), metric_of(r, metric), color=arm_colour(arm), marker=MARKERS[init],
+                   facecolors="white" if init == "independent" else arm_colour(arm), s=28, label=label)
     if metric in THRESHOLDS:
         ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
-    ax.set_xlabel(DIALS.get(dial, dial) + " (measured)")
+    ax.set_xlabel(DIALS.get(dial, dial) + ", measured")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_runs_by_cell(results, metric: str = "final_test_acc", ax=None, *, ylabel: str | None = None,
+                      width: float = 0.6):
+    """One dot per run at its cell: a slot per (initialisation, lambda), the arms side by side in it.
+
+    Slots: independent initialisation first (the ordinary ResNet), then identical initialisation by
+    increasing lambda. Colour: the arm (:func:`arm_colour`); marker: the initialisation (hollow
+    squares for independent blocks). The criterion line is drawn for C and D.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.5))
+    arms = [a for a in ARMS if any(arm_of(r) == a for r in results)]
+    slots = sorted({cell_of(r)[1:] for r in results}, key=lambda s: (s[0] != "independent", s[1]))
+    step = width / max(len(arms), 1)
+    for k, arm in enumerate(arms):
+        label = arm
+        for j, (init, lam) in enumerate(slots):
+            vals = [metric_of(r, metric) for r in results if cell_of(r) == (arm, init, lam)]
+            if not vals:
+                continue
+            x = j + (k - (len(arms) - 1) / 2) * step
+            ax.scatter([x] * len(vals), vals, color=arm_colour(arm), marker=MARKERS[init], s=24, alpha=0.8,
+                       facecolors="white" if init == "independent" else arm_colour(arm), label=label)
+            label = None
+    if metric in THRESHOLDS:
+        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    ax.set_xticks(range(len(slots)), [f"{init}\nlambda = {lam:g}" for init, lam in slots], fontsize=7)
+    ax.set_xlim(-0.6, len(slots) - 0.4)
     ax.set_ylabel(ylabel or metric)
     ax.legend(fontsize=7)
     return ax
@@ -91,3 +124,25 @@ def arms_figure(results, metrics=("final_test_acc", "recurrence", "convergence",
             axes[1, k].get_legend().remove()
     fig.tight_layout()
     return fig
+
+
+def plot_curves(results, axes=None):
+    """Training and test accuracy per epoch, one thin line per run, coloured by arm: does every run
+    reach its plateau before the comparison is made?"""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(7.7, 3.2), sharey=True)
+    seen = set()
+    for r in results:
+        arm, h = arm_of(r), r.history
+        label = None if arm in seen else arm
+        seen.add(arm)
+        epochs = np.arange(1, len(h.train_acc) + 1)
+        axes[0].plot(epochs, h.train_acc, color=arm_colour(arm), lw=0.8, alpha=0.6, label=label)
+        axes[1].plot(epochs, h.test_acc, color=arm_colour(arm), lw=0.8, alpha=0.6)
+    for ax, title in zip(axes, ("training accuracy (running, per epoch)", "test accuracy")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("accuracy (exact digit set)")
+    axes[0].legend(fontsize=8)
+    axes[0].figure.tight_layout()
+    return axes

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..report import INDEX_KEYS, INDEX_RANGES, INDEX_TITLES, cells, constraint_of, coupling_of
 
@@ -71,6 +71,32 @@ def plot_per_block(per_block, ax=None, label=None, *, zero_line: bool = False, *
         shade_stages(ax, per_block)
         ax.set_ylabel(per_block.metric)
         ax._itercourse_stages_drawn = True
+    return ax
+
+
+def plot_history(histories: dict, ax=None, *, metric: str = "acc"):
+    """Train (solid) and test (dashed) ``metric`` per epoch, one colour per run.
+
+    ``histories`` maps a run's name to its :class:`itercourse.training.History`
+    (anything with ``epoch``, ``train_<metric>`` and ``test_<metric>`` lists);
+    ``metric`` is ``"acc"`` or ``"loss"``. A run of one epoch shows as single points.
+    """
+    if metric not in ("acc", "loss"):
+        raise ValueError(f"metric={metric!r} is not allowed; use 'acc' or 'loss'")
+    if not histories:
+        raise ValueError("histories is empty; plot_history needs at least one run")
+    ax = _axes(ax)
+    for k, (name, h) in enumerate(histories.items()):
+        colour = f"C{k % 10}"
+        ax.plot(h.epoch, getattr(h, f"train_{metric}"), "-o", ms=3, color=colour,
+                label=f"{name}, train")
+        ax.plot(h.epoch, getattr(h, f"test_{metric}"), "--s", ms=3, color=colour,
+                label=f"{name}, test")
+    last = max(max(h.epoch, default=1) for h in histories.values())
+    ax.set_xlim(0.5, last + 0.5)                          # integer ticks even for one epoch
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy" if metric == "acc" else "loss")
     return ax
 
 
