@@ -77,7 +77,8 @@ def _preset_arms(scale: str = "cpu") -> dict:
     # pilot, 10 epochs on 8k images at batch 64, missed the plateau in the constrained arm (last-epoch
     # gain 0.015 and 0.007, seed 0). The CPU preset trains 16 cosine epochs on 5k images at batch 64
     # (1,250 steps; the last epoch runs at under 1% of the peak learning rate): 80k images per run,
-    # ~4-5 min at ~300-440 img/s. Every run's plateau is checked on its result, not assumed here.
+    # about 6-7 min per run with nothing else on the machine (measured: about 20 s per epoch, plus the
+    # analysis). Every run's plateau is checked on its result, not assumed here.
     sizes = ARMS_SCALES[scale]
     name = {"cpu": "digitclutter_arms", "gpu": "digitclutter_arms_gpu", "smoke": "digitclutter_arms_smoke"}[scale]
     where = {"cpu": "sized for 2 CPU cores (--workers 2)", "gpu": "for one GPU",
