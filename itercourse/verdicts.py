@@ -53,8 +53,8 @@ PLATEAU_NOTE = "; not all runs at a plateau"
 # ---------------------------------------------------------------- cells
 
 def arm_of(r) -> str:
-    """The arm of a result (see the module docstring)."""
-    m = r.config.model
+    """The arm of a result or of an experiment config (see the module docstring)."""
+    m = getattr(r, "config", r).model
     if m.spectral_coeff is not None:
         return "constrained"
     if m.branch_norm == "bn":

@@ -9,7 +9,7 @@ from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.provenance import UNKNOWN, code_label, code_versions, mixed_code_warning, source_sha256
 from itercourse.report import is_convergent
-from itercourse.presets import ARMS
+from itercourse.presets import ARMS, NORM_FREE_LR_FACTOR
 from itercourse.sweeps import load_grid
 from itercourse.toys import convergent_control
 from itercourse.training import TrainConfig
@@ -85,6 +85,11 @@ def test_arms_grid_expands_to_arms_x_couplings_x_init_x_seeds(name, couplings, s
     assert by_arm["norm-free"].branch_init == "zero" and by_arm["norm-free"].branch_norm == "none"
     assert by_arm["constrained"].spectral_coeff == 0.9 and by_arm["constrained"].spectral_flavour == "operator"
     assert set(ARMS) == set(arms)
+    # one recipe per arm: the norm-free arm at NORM_FREE_LR_FACTOR of the others' peak learning rate
+    lrs = {a: {c.train.lr for c in configs if arm_of(c) == a} for a in arms}
+    assert all(len(v) == 1 for v in lrs.values()), lrs
+    assert lrs["conventional"] == lrs["constrained"]
+    assert lrs["norm-free"] == {lrs["constrained"].pop() * NORM_FREE_LR_FACTOR}
     if name == "digitclutter_arms_gpu":
         assert configs[0].train_size >= 50_000 and len(seeds) >= 3
 
