@@ -59,12 +59,7 @@ def test_zero_init_with_spectral_constraint_builds_and_runs():
 # ---------------------------------------------------------------- the arms grid
 
 def _cells(configs):
-    return {(arm_of(_R(c)), c.train.identical_init, float(c.train.coupling or 0.0), c.seed) for c in configs}
-
-
-class _R:
-    def __init__(self, cfg):
-        self.config = cfg
+    return {(arm_of(c), c.train.identical_init, float(c.train.coupling or 0.0), c.seed) for c in configs}
 
 
 @pytest.mark.parametrize("name, couplings, seeds", [("digitclutter_arms_smoke", (0.0, 0.5, 1.0), (0,)),
@@ -80,7 +75,7 @@ def test_arms_grid_expands_to_arms_x_couplings_x_init_x_seeds(name, couplings, s
     assert len(configs) == len(want) == len({c.id for c in configs})
     assert all(isinstance(c.train.identical_init, bool) for c in configs)             # set per cell, no magic string
     assert [c.seed for c in configs] == sorted(c.seed for c in configs)               # whole replicates first
-    by_arm = {arm_of(_R(c)): c.model for c in configs}
+    by_arm = {arm_of(c): c.model for c in configs}
     assert by_arm["conventional"].branch_norm == "bn" and by_arm["conventional"].spectral_coeff is None
     assert by_arm["norm-free"].branch_init == "zero" and by_arm["norm-free"].branch_norm == "none"
     assert by_arm["constrained"].spectral_coeff == 0.9 and by_arm["constrained"].spectral_flavour == "operator"
@@ -105,14 +100,14 @@ def test_equal_parameter_companion_is_the_arms_recipe_narrowed():
     assert {(a, i, lam) for a, i, lam, _ in _cells(narrow)} == {(a, False, 0.0) for a in ARMS}
     assert sorted({c.seed for c in narrow}) == sorted({c.seed for c in grid})
     for c in narrow:
-        twin = next(g for g in grid if arm_of(_R(g)) == arm_of(_R(c)) and g.seed == c.seed
+        twin = next(g for g in grid if arm_of(g) == arm_of(c) and g.seed == c.seed
                     and not g.train.identical_init)
         assert c.model == replace(twin.model, widths=(5, 10, 20))
         assert (c.train, c.train_size, c.test_size, c.index_size) == (twin.train, twin.train_size,
                                                                       twin.test_size, twin.index_size)
         recurrent = make_blocks_identical(build_resnet(twin.model, seed=0))
         ratio = count_parameters(build_resnet(c.model, seed=0)) / effective_parameters(recurrent)
-        assert abs(ratio - 1) < 0.15, (arm_of(_R(c)), ratio)
+        assert abs(ratio - 1) < 0.15, (arm_of(c), ratio)
 
 
 def test_old_grid_is_kept_and_labelled():
