@@ -40,6 +40,7 @@ import math
 
 import numpy as np
 
+from .errors import check_int
 from .report import (CONVERGENT_C, CONVERGENT_D, is_convergent, markdown_table, mean_spread, metric_of,
                      spread)
 
@@ -76,10 +77,11 @@ def cell_of(r) -> tuple:
     return arm_of(r), init_of(r), coupling_value(r)
 
 
-def last_gain(r) -> float:
-    """Training accuracy gained in the last epoch (nan with fewer than two epochs)."""
+def last_gain(r, epochs: int = 1) -> float:
+    """Training accuracy gained over the last ``epochs`` epochs (nan when the run has no more epochs than that)."""
+    check_int("epochs", epochs, minimum=1)
     acc = r.history.train_acc
-    return float(acc[-1] - acc[-2]) if len(acc) > 1 else float("nan")
+    return float(acc[-1] - acc[-1 - epochs]) if len(acc) > epochs else float("nan")
 
 
 def still_climbing(r) -> bool:

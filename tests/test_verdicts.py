@@ -1,4 +1,5 @@
 """Verdict rules of the arms grid and of chapter 1, on fabricated results with known answers."""
+import math
 from types import SimpleNamespace as NS
 
 import pytest
@@ -193,6 +194,10 @@ def test_rows_and_cells_say_when_a_run_was_still_climbing():
     assert still_climbing(slow[0]) and not still_climbing(results[0])
     assert not still_climbing(NS(history=NS(train_acc=[0.9])))     # too short to tell
     assert last_gain(slow[0]) == pytest.approx(0.05)
+    assert last_gain(slow[0], epochs=2) == pytest.approx(0.25)           # over the last two epochs
+    assert math.isnan(last_gain(slow[0], epochs=3))                      # the run is too short
+    with pytest.raises(ValueError, match="epochs=0"):
+        last_gain(slow[0], epochs=0)
     rows = arm_verdicts(results)
     flagged = {r["comparison"] for r in rows if r["verdict"].endswith(PLATEAU_NOTE)}
     assert flagged and all("norm-free" in c or "best unconstrained" in c or "unconstrained arms" in c
