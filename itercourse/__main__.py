@@ -18,7 +18,7 @@ import torch
 from .blocks import BRANCH_NORMS, UNITS
 from .data import DATASETS
 from .digitclutter import check_size, make_digitclutter, save_digitclutter
-from .experiments import ExperimentConfig, is_done, load_results, result_path, run
+from .experiments import ExperimentConfig, is_done, load_results, reanalyse, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
 from .provenance import code_versions, mixed_code_warning
@@ -197,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--allow-missing", action="store_true",
                      help="exit 0 even when some result files are damaged and skipped (they are listed)")
 
+    ra = sub.add_parser("reanalyse", help="recompute indices and extras of a results folder from its saved weights",
+                        formatter_class=_formatter,
+                        description="Rebuild every model of one experiment folder from its config and saved "
+                                    "weights (<id>.pt beside <id>.json), check its test accuracy against the "
+                                    "stored one and replace the indices and extras: no training.")
+    ra.add_argument("--experiment", required=True, help="results subfolder, e.g. digitclutter_convergent")
+    ra.add_argument("--results-dir", default="results", help="default: results")
+    ra.add_argument("--data-root", default="data", help="where datasets live (default: data)")
+    ra.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    ra.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+
     d = sub.add_parser("digitclutter", help="generate a Digitclutter dataset and save it",
                        formatter_class=_formatter, epilog=DIGITCLUTTER_EPILOG,
                        description="Generate images of overlapping digits (Spoerer et al. 2017) as a .npz file.")
@@ -263,6 +274,13 @@ def cmd_run(args) -> None:
     print("indices: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                                   for k, v in res.indices.items() if not isinstance(v, (dict, list))))
     print(f"result: {result_path(cfg, args.results_dir)}")
+
+
+def cmd_reanalyse(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    done = reanalyse(args.experiment, args.results_dir, device=_device(args), data_root=args.data_root)
+    print(f"{len(done)} result(s) reanalysed in {Path(args.results_dir) / args.experiment}")
 
 
 def cmd_sweep(args) -> None:
@@ -383,7 +401,8 @@ def cmd_digitclutter(args) -> None:
         print(f"preview -> {args.preview}")
 
 
-COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "digitclutter": cmd_digitclutter}
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "reanalyse": cmd_reanalyse,
+            "digitclutter": cmd_digitclutter}
 
 
 def main(argv=None) -> int:

@@ -34,6 +34,8 @@ from .digitclutter import make_digitclutter
 # = a field of ExperimentConfig itself. Extend it when you add a field (see the module docstring).
 NEUTRAL_FIELDS: dict = {
     ("model", "branch_init"): "default",
+    ("model", "block_map"): "residual",
+    ("model", "contraction_step"): 1.0,
 }
 
 def flat(d: dict, prefix: str = "") -> dict:

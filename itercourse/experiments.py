@@ -42,7 +42,8 @@ from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
 from .config_id import canonical_config, check_parameters, flat, hash_of, spellings
 from .indices import iterative_convergence_indices, recurrence_index
-from .io import CorruptFileError, atomic_write_json, ensure_writable_folder, read_json
+from .io import (CorruptFileError, atomic_torch_save, atomic_write_json, ensure_writable_folder, read_json,
+                 torch_load_verified)
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .provenance import code_provenance
@@ -251,6 +252,25 @@ def result_path(cfg: ExperimentConfig, results_dir="results") -> Path:
     return Path(results_dir) / cfg.experiment / f"{cfg.id}.json"
 
 
+def weights_path(cfg: ExperimentConfig, results_dir="results") -> Path:
+    """Where ``run(cfg)`` keeps the trained weights: ``results_dir/<experiment>/<id>.pt`` (beside the result)."""
+    return Path(results_dir) / cfg.experiment / f"{cfg.id}.pt"
+
+
+def load_weights(cfg: ExperimentConfig, results_dir="results", *, device=None):
+    """The trained model of ``cfg``, rebuilt from its config and its saved weights (checksum verified,
+    loaded with ``weights_only=True``); ``FileNotFoundError`` if the run kept no weights."""
+    path = weights_path(cfg, results_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"no weights for {cfg.experiment}/{cfg.id} at {str(path)!r}: the run predates "
+                                "saved weights (itercourse 0.3) or the file was removed; rerun it to get them")
+    device = resolve_device(device)
+    model = build_resnet(cfg.model, seed=cfg.seed).to(device)
+    state = torch_load_verified(path, map_location=device)
+    model.load_state_dict(state)
+    return model
+
+
 def checkpoint_path(cfg: ExperimentConfig, checkpoint_dir="checkpoints") -> Path:
     return Path(checkpoint_dir) / cfg.experiment / f"{cfg.id}.pt"
 
@@ -369,6 +389,26 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
                     architecture=asdict(cfg.model))
 
     t_analysis = time.perf_counter()
+    test, indices, extras = analyse(model, data, cfg, device)
+    meta = {"versions": _versions(), "device": str(device), "seed": cfg.seed,
+            "wall_time_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "train_seconds": float(sum(history.seconds)),
+            "analysis_seconds": time.perf_counter() - t_analysis, "code": code_provenance()}
+    result = Result(cfg, history, indices, float(test["acc"]), float(test["loss"]), extras, meta)
+    atomic_torch_save(weights_path(cfg, results_dir), {k: v.detach().cpu() for k, v in model.state_dict().items()})
+    atomic_write_json(path, result.to_json())          # the result last: a result file implies its weights
+    if not keep_checkpoint:
+        try:
+            ckpt.unlink()
+        except FileNotFoundError:
+            pass
+    return result
+
+
+def analyse(model, data, cfg: ExperimentConfig, device) -> tuple[dict, dict, dict]:
+    """Everything measured on a trained model: test accuracy and loss, the indices, parameter counts and
+    Lipschitz report; ``(test, indices, extras)``. :func:`run` and :func:`reanalyse` both call it."""
     analysis = contextlib.ExitStack()          # constrained weights computed once for the whole analysis
     analysis.enter_context(parametrize.cached())
     test = evaluate(model, data.loader("test", batch_size=eval_batch_size(device)), device)
@@ -384,19 +424,43 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     indices = {k: _jsonable(v) for k, v in indices.items()}
     extras = {**_parameter_counts(model), **_lipschitz(model, data)}
     analysis.close()
-    meta = {"versions": _versions(), "device": str(device), "seed": cfg.seed,
-            "wall_time_s": time.perf_counter() - t0, "threads": torch.get_num_threads(),
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "train_seconds": float(sum(history.seconds)),
-            "analysis_seconds": time.perf_counter() - t_analysis, "code": code_provenance()}
-    result = Result(cfg, history, indices, float(test["acc"]), float(test["loss"]), extras, meta)
-    atomic_write_json(path, result.to_json())
-    if not keep_checkpoint:
-        try:
-            ckpt.unlink()
-        except FileNotFoundError:
-            pass
-    return result
+    return test, indices, extras
+
+
+def reanalyse(experiment: str, results_dir="results", *, device=None, data_root="data", log=print) -> list[Result]:
+    """Recompute the analysis of every result in ``results_dir/<experiment>/`` from its saved weights.
+
+    No training: each model is rebuilt from its config and weights, its test accuracy is checked against
+    the stored one (a mismatch raises: the weights do not belong to the result), and the indices and
+    extras are replaced; history and training metadata are kept, ``meta.reanalysed`` records when and
+    with which code. Results without weights are listed and left alone. Returns the updated results.
+    """
+    out, missing = [], []
+    for res in load_results(experiment, results_dir):
+        cfg = res.config
+        if not weights_path(cfg, results_dir).exists():
+            missing.append(res.id)
+            continue
+        device_ = resolve_device(device)
+        data = load_dataset(cfg.dataset, data_root, train_size=cfg.train_size, test_size=cfg.test_size,
+                            seed=cfg.data_seed, device=device_, cache=True, **dict(cfg.dataset_options))
+        model = load_weights(cfg, results_dir, device=device_)
+        t0 = time.perf_counter()
+        test, indices, extras = analyse(model, data, cfg, device_)
+        if abs(float(test["acc"]) - res.final_test_acc) > 1e-6 + 2.0 / max(1, cfg.test_size):
+            raise CorruptFileError(f"{experiment}/{res.id}: the saved weights give test accuracy {test['acc']:.4f}, "
+                                   f"the result says {res.final_test_acc:.4f}; they do not belong together")
+        meta = {**res.meta, "reanalysed": {"finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                           "analysis_seconds": time.perf_counter() - t0, "code": code_provenance(),
+                                           "device": str(device_)}}
+        new = Result(cfg, res.history, indices, res.final_test_acc, res.final_test_loss, extras, meta, id=res.id)
+        atomic_write_json(result_path(cfg, results_dir), new.to_json())
+        log(f"reanalysed {experiment}/{res.id}: test accuracy {test['acc']:.4f} (as stored)")
+        out.append(new)
+    if missing:
+        log(f"{len(missing)} result(s) of {experiment} have no saved weights and were left as they are: "
+            + ", ".join(missing))
+    return out
 
 
 def _jsonable(v):
@@ -423,7 +487,11 @@ def _parameter_counts(model) -> dict:
 
 
 def _lipschitz(model, data, n: int = 32) -> dict:
-    """Per block: the certified bound on Lip(F) and a Jacobian estimate at real inputs (lipschitz.py)."""
+    """Per block: the certified bound on Lip(F) and a Jacobian estimate at real inputs (lipschitz.py);
+    for contraction stages the certified bound of the whole step in h (contraction.py)."""
+    if getattr(model.cfg, "block_map", "residual") == "contraction":
+        seen = {id(b): (s, b) for s, st in enumerate(model.stages) for b in st.blocks}
+        return {"step_lipschitz": [{"stage": s, "bound": b.step_lipschitz_bound()} for s, b in seen.values()]}
     try:
         x = next(iter(data.loader("test", batch_size=n)))[0]
         return {"lipschitz": _jsonable(branch_lipschitz_report(model, x, n_iter=20))}

@@ -25,24 +25,42 @@ or ``max_pairs`` drawn with a seed), reported with its standard error.
 
 Convergence: does the residual stream settle beyond the trained depth? Apply
 the stage's last block ``(F - 1) n`` more times (F = the largest depth
-factor) and compare update sizes, root-mean-square over examples,
+factor) and watch the *absolute* update sizes, root-mean-square over examples,
 
-    u_t = ||h_{t+1} - h_t|| / ||h_t||,     C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1).
+    v_t = ||h_{t+1} - h_t||,     rho = (v_e / v_m) ** (1 / (e - m)),     C = clip(1 - rho, 0, 1)
 
-``C = 1``: the updates have died out (a linear contraction with slowest rate
-rho gives about ``1 - rho**((F-1) n)``); ``C = 0``: they are as large as at the trained depth
-or larger (a non-convergent or expanding map).
+``rho`` is the late-step contraction rate: the geometric-mean factor by which
+one step shrinks the update over the second half ``m .. e`` of the extra steps
+(``e`` = the last step, or the first step whose update is below float
+precision, ``SETTLED`` times ``||h_n||``). A linear contraction with rate q
+gives ``rho = q``, an isometry 1, an expanding map more than 1. ``C`` is the
+fraction of the update removed per late step; the criterion
+(:func:`is_convergent`) asks ``rho <= RATE_MAX`` (``C >= CONVERGENT_C``).
 
-Divergence: does performance survive extra iterations? With the accuracy
-``acc_F`` after running stage s at ``F`` times its depth (the extra steps by
-its last block, the later stages as trained) and ``chance`` the accuracy of
-the best constant guess on the same labels,
+Divergence: does performance survive extra iterations? With ``acc_f`` the
+accuracy after running stage s at ``f`` times its depth (extra steps by its
+last block, the later stages as trained), ``chance`` the accuracy of the best
+constant guess on the same labels and ``F`` the largest factor,
 
-    D_F = clip((acc_F - chance) / (acc_1 - chance), 0, 1),    D = D_F at the largest F.
+    D = clip((acc_F - chance) / (acc_{F/2} - chance), 0, 1)        (acc_{F/2} = acc_1 when F = 2)
 
-``D = 1``: no accuracy lost (or gained); ``D = 0``: down to chance. High means
-*not* divergent, so that a recurrent, convergent network scores 1 on all three
-indices and an ordinary network about 0.
+``D = 1``: the second half of the extra iterations loses no accuracy, so a
+network that settles on a fixed point after its trained depth keeps its score;
+``D = 0``: down to chance, or already at chance by ``F/2``. High means *not*
+divergent. The retention ``R_f = clip((acc_f - chance) / (acc_1 - chance), 0, 1)``
+(how much of the trained depth's accuracy is left) is reported beside it.
+
+The block map itself: for each stage, ``||h_t||`` along the extra iterations
+(``state_norms``), the stream's growth per step ``(||h_{Fn}|| / ||h_n||)^(1/((F-1)n))``
+and the growth rate of the linearised map ``h -> B(h)`` at the trained states
+(power iteration on its Jacobian ``I + J_F``, :func:`itercourse.lipschitz.block_map_growth`).
+
+**Version 2.** The first version of these indices (``indices_version`` absent)
+divided the update by ``||h_t||`` and compared it with the update at the trained
+depth: a growing stream scored as converging (an isometry reached C = 0.65 at
+F = 8), a true contraction at rate 0.9 failed at F = 4, and D compared with the
+trained depth, so a network that settles after depth n on a slightly different
+state failed. Chapter 6 shows both versions on the same known systems.
 
 Source: Lippl, Peters & Kriegeskorte (2021), abstract (the two properties and
 the three indices); the block drop/unroll tests of Jastrzębski et al. (2018,
@@ -58,6 +76,7 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int
+from .lipschitz import block_map_growth
 from .training import correct_mask, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states
 
@@ -66,7 +85,13 @@ DEPTH_FACTORS = (2, 4)   # extra iterations: the stage is run at 2x and 4x its t
 MAX_PAIRS = 48           # block pairs per stage (of n (n - 1)); keeps the "state" cost linear in depth
 LOSS_CAP = 1e6           # per-example loss of a blown-up (non-finite) output, so sums stay finite
 DEGENERATE_TOL = 1e-4    # |P_intact - P_drop| below this (relative): dropping the block changes nothing
-SETTLED = 1e-6           # relative update size at float32 precision: the stream has stopped moving
+SETTLED = 1e-6           # update size relative to ||h_n|| at float32 precision: the stream has stopped moving
+INDICES_VERSION = 2      # recorded in every result; version 1 (no field) measured u_t / ||h_t|| (see docstring)
+RATE_MAX = 0.95          # criterion: each late extra step shrinks the update by at least 5%
+CONVERGENT_C = 1.0 - RATE_MAX   # the same criterion on C = 1 - rho
+CONVERGENT_D = 0.8       # criterion: the second half of the extra iterations keeps >= 80% of the accuracy
+GROWTH_ITERATIONS = 20   # power-iteration steps for the block map's Jacobian growth rate
+GROWTH_EXAMPLES = 64     # examples (of the first batch) whose Jacobian growth is measured
 
 
 # ---------------------------------------------------------------- checks and helpers
@@ -182,6 +207,7 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     stages = list(model.stages)
     ns = [len(st.blocks) for st in stages]
     F = factors[-1]
+    measured = tuple(sorted(set(factors) | ({F // 2} if F // 2 >= 2 else set())))   # D needs acc at F/2
     pairs = [sample_pairs(n, max_pairs, seed + 7919 * s) if recurrence else [] for s, n in enumerate(ns)]
 
     # Sums over examples, kept as float64 tensors on the device (one transfer at the end).
@@ -191,8 +217,9 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     rec = [{p: [zero(), zero()] for p in ps} for ps in pairs]     # state: 2<d_i,d_ij>, |d_i|^2+|d_ij|^2; perf: swap loss
     drop = [{i: zero() for i, _ in ps} for ps in pairs]           # performance: loss sum with block i dropped
     step_sq = [[zero() for _ in range(F * n)] for n in ns]        # ||h_{t+1} - h_t||^2, t = 0 .. Fn-1
-    state_sq = [[zero() for _ in range(F * n)] for n in ns]       # ||h_t||^2
-    deep = [[zero() for _ in factors] for _ in ns]                # correct count at depth f n, per factor
+    state_sq = [[zero() for _ in range(F * n + 1)] for n in ns]   # ||h_t||^2, t = 0 .. Fn
+    deep = [[zero() for _ in measured] for _ in ns]               # correct count at depth f n, per factor
+    growth = [None for _ in ns]                                   # Jacobian growth of the last block, batch 1
 
     with eval_mode(model):
         for item in loader:
@@ -229,7 +256,11 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                     for t in range(n):                            # the trained steps
                         step_sq[s][t] += _sq(steps[t])
                         state_sq[s][t] += _sq(hs[t])
-                    h, last, marks = hs[n], st.blocks[n - 1], {f * n: k for k, f in enumerate(factors)}
+                    h, last, marks = hs[n], st.blocks[n - 1], {f * n: k for k, f in enumerate(measured)}
+                    if growth[s] is None:                         # the linearised block map at h_n
+                        with torch.enable_grad():
+                            growth[s] = block_map_growth(last, h[:GROWTH_EXAMPLES], n_iter=GROWTH_ITERATIONS,
+                                                         seed=seed + s)
                     for t in range(n, F * n):                     # extra steps of the last block
                         h_next = last(h)
                         step_sq[s][t] += _sq(h_next - h)
@@ -237,12 +268,14 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                         h = h_next
                         if t + 1 in marks:
                             deep[s][marks[t + 1]] += score(finish(model, h, s, n))[1]
+                    state_sq[s][F * n] += _sq(h)
     if n_seen == 0:
         raise ValueError("loader yielded no batches; the indices need at least one batch of (x, y)")
 
     val = lambda t: float(t.detach()) if torch.is_tensor(t) else float(t)   # noqa: E731  (device -> float)
     loss_sum = val(base[0])
-    out = {"n": n_seen, "loss": loss_sum / n_seen, "acc": val(base[1]) / n_seen, "kind": kind,
+    out = {"indices_version": INDICES_VERSION, "n": n_seen, "loss": loss_sum / n_seen,
+           "acc": val(base[1]) / n_seen, "kind": kind,
            "max_pairs": max_pairs, "depth_factors": list(factors), "per_stage": []}
     chance = chance_accuracy(labels) if chance is None else float(chance)
     at_chance = out["acc"] - chance <= 1e-12
@@ -257,8 +290,11 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
             st.update(_recurrence_stage(kind, {p: (val(a), val(b)) for p, (a, b) in rec[s].items()},
                                         {i: val(v) for i, v in drop[s].items()}, loss_sum, n_seen))
         if iteration:
-            st.update(_convergence_stage([val(v) for v in step_sq[s]], [val(v) for v in state_sq[s]], n, F))
-            st.update(_divergence_stage([val(v) for v in deep[s]], n_seen, out["acc"], chance, factors, at_chance))
+            st.update(_convergence_stage([val(v) for v in step_sq[s]], [val(v) for v in state_sq[s]], n, F,
+                                         n_seen))
+            st.update(_divergence_stage([val(v) for v in deep[s]], n_seen, out["acc"], chance, factors,
+                                        measured, at_chance))
+            st["jacobian_growth"] = growth[s]
         out["per_stage"].append(st)
     return out
 
@@ -280,31 +316,77 @@ def _recurrence_stage(kind: str, rec: dict, drop: dict, loss_sum: float, n: int)
     return {"recurrence": index, "recurrence_sem": sem, "pairs": values, "degenerate_pairs": degenerate}
 
 
-def _convergence_stage(step_sq: list, state_sq: list, n: int, F: int) -> dict:
-    u = []
-    for a, b in zip(step_sq, state_sq):
-        v = math.sqrt(a / b) if b > 0 else (0.0 if a == 0 else math.inf)
-        u.append(v if math.isfinite(v) else math.inf)       # inf or NaN: the stream overflowed
-    u_tr, u_end = u[n - 1], u[F * n - 1]
-    if not math.isfinite(u_end):
-        c, rate = 0.0, None
-    elif u_end <= SETTLED:
-        c, rate = 1.0, None                                 # stopped moving (to float precision)
-    elif u_tr <= SETTLED:
-        c, rate = 0.0, None                                 # was still at the trained depth, moves again later
-    else:
-        c = min(1.0, max(0.0, 1.0 - u_end / u_tr))
-        rate = (u_end / u_tr) ** (1.0 / ((F - 1) * n))
-    return {"convergence": c, "rate": rate, "update_sizes": [v if math.isfinite(v) else None for v in u]}
+def late_rate(v: list, n: int, floor: float) -> float:
+    """The late-step contraction rate of absolute update sizes ``v_0 .. v_{Fn-1}`` (n trained steps).
+
+        rho = (v_e / v_m) ** (1 / (e - m)),   m = the middle of the window n-1 .. e
+
+    ``e``: the first extra step whose update is at most ``floor`` (float precision),
+    else the last step. An update that is already below ``floor`` at the
+    trained depth gives 0 if it stays there and ``inf`` if it moves again;
+    a non-finite update (overflow) gives ``inf``.
+    """
+    start, last = n - 1, len(v) - 1
+    if not all(math.isfinite(x) for x in v[start:]):
+        return math.inf
+    if v[start] <= floor:
+        return 0.0 if all(x <= floor for x in v[n:]) else math.inf
+    end = next((t for t in range(n, last + 1) if v[t] <= floor), last)
+    mid = start + (end - start) // 2
+    return (v[end] / v[mid]) ** (1.0 / (end - mid))
 
 
-def _divergence_stage(correct: list, n: int, acc1: float, chance: float, factors: tuple, at_chance: bool) -> dict:
-    accs = [c / n for c in correct]
+def _convergence_stage(step_sq: list, state_sq: list, n: int, F: int, count: int) -> dict:
+    rms = lambda a: math.sqrt(a / count) if math.isfinite(a) else math.inf   # noqa: E731
+    v = [rms(a) for a in step_sq]                           # absolute update sizes, t = 0 .. Fn-1
+    norms = [rms(a) for a in state_sq]                      # ||h_t||, t = 0 .. Fn
+    u = [(x / h if h > 0 else (0.0 if x == 0 else math.inf)) for x, h in zip(v, norms)]
+    rate = late_rate(v, n, SETTLED * norms[n]) if math.isfinite(norms[n]) else math.inf
+    c = min(1.0, max(0.0, 1.0 - rate)) if math.isfinite(rate) else 0.0
+    end, ref = norms[F * n], norms[n]
+    stream = (end / ref) ** (1.0 / ((F - 1) * n)) if math.isfinite(end) and ref > 0 else None
+    finite = lambda xs: [x if math.isfinite(x) else None for x in xs]   # noqa: E731  (JSON: overflow -> None)
+    return {"convergence": c, "rate": rate if math.isfinite(rate) else None,
+            "update_sizes": finite(u), "step_sizes": finite(v), "state_norms": finite(norms),
+            "stream_growth": stream}
+
+
+def _divergence_stage(correct: list, n: int, acc1: float, chance: float, factors: tuple, measured: tuple,
+                      at_chance: bool) -> dict:
+    acc = {f: c / n for f, c in zip(measured, correct)}
+    F = factors[-1]
+    ref = acc.get(F // 2, acc1)                             # F = 2: the trained depth is the reference
     if at_chance:
-        d = [1.0 if a >= acc1 else 0.0 for a in accs]
+        d = 1.0 if acc[F] >= acc1 else 0.0
+        retention = [1.0 if acc[f] >= acc1 else 0.0 for f in factors]
     else:
-        d = [min(1.0, max(0.0, (a - chance) / (acc1 - chance))) for a in accs]
-    return {"divergence": d[-1], "divergence_by_factor": d, "acc_by_factor": accs}
+        d = 0.0 if ref - chance <= 1e-12 else min(1.0, max(0.0, (acc[F] - chance) / (ref - chance)))
+        retention = [min(1.0, max(0.0, (acc[f] - chance) / (acc1 - chance))) for f in factors]
+    return {"divergence": d, "retention": retention[-1], "retention_by_factor": retention,
+            "acc_by_factor": [acc[f] for f in factors], "acc_by_measured_factor": [[f, acc[f]] for f in measured]}
+
+
+def is_convergent(indices: dict, rate_max: float = RATE_MAX, d_min: float = CONVERGENT_D) -> bool:
+    """The convergence criterion: in every stage ``rho <= rate_max`` and ``D >= d_min``.
+
+    Calibrated on known systems (``tests/test_indices.py``, chapter 6): the
+    input-injected linear step of :func:`itercourse.toys.convergent_control`
+    passes at rates q = 0.5, 0.8, 0.9 and fails at q = 1.0, 1.05, 1.3, at 4x and
+    16x depth. Raises ``ValueError`` for indices of version 1 (measured before
+    the recalibration: their C and D mean something else; see the module
+    docstring) and returns False when a value is missing.
+    """
+    if not isinstance(indices, dict):
+        raise TypeError(f"indices={indices!r} must be the dict of iterative_convergence_indices")
+    if indices.get("indices_version", 1) < INDICES_VERSION:
+        raise ValueError("indices of version 1 (no 'indices_version') cannot be judged by the recalibrated "
+                         "criterion; recompute them from the weights (python -m itercourse reanalyse) or rerun")
+    stages = indices.get("per_stage") or [indices]
+    for st in stages:
+        rate, d = st.get("rate"), st.get("divergence")
+        if rate is None or d is None or not (rate <= rate_max and d >= d_min):
+            return False
+    return True
 
 
 # ---------------------------------------------------------------- the public indices
@@ -336,9 +418,12 @@ def iterative_convergence_indices(model, loader, *, kind: str = "state", max_pai
     if rec is None:
         warnings.warn("no stage has two blocks (or every pair was degenerate): recurrence is None",
                       RuntimeWarning, stacklevel=2)
+    rates = [st["rate"] for st in out["per_stage"]]
     head = {"recurrence": rec, "recurrence_sem": rec_sem,
             "convergence": _overall(out["per_stage"], "convergence")[0],
-            "divergence": _overall(out["per_stage"], "divergence")[0]}
+            "divergence": _overall(out["per_stage"], "divergence")[0],
+            "retention": _overall(out["per_stage"], "retention")[0],
+            "rate": None if any(r is None for r in rates) else max(rates)}
     return {**head, **out}
 
 
@@ -370,15 +455,17 @@ def recurrence_index(model, loader, *, kind: str = "state", max_pairs: int | Non
 
 
 def convergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, device=None) -> dict:
-    """How far the residual stream settles when each stage's last block is iterated beyond the trained depth.
+    """How fast the updates die out when each stage's last block is iterated beyond the trained depth.
 
-        u_t = ||h_{t+1} - h_t|| / ||h_t||,   C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1)
+        v_t = ||h_{t+1} - h_t||,   rho = late-step rate of v_t (:func:`late_rate`),   C = clip(1 - rho, 0, 1)
 
-    1 = the updates die out (convergent), 0 = they stay as large or grow
-    (not convergent, or expanding). Stream overflow gives 0; updates already
-    below ``SETTLED`` at the end give 1. Returns ``index`` (mean over stages)
-    and ``per_stage`` (``convergence``, the per-step ``rate`` and ``update_sizes``).
-    Our operationalisation of Lippl et al.'s (2021) convergence property.
+    ``rho < 1``: the updates shrink geometrically (a contraction at rate q gives
+    ``rho = q``); ``rho >= 1`` (C = 0): they stay as large or grow. Stream
+    overflow gives C = 0; a stream already still at the trained depth gives
+    C = 1. Returns ``index`` (mean over stages) and ``per_stage`` (``convergence``,
+    ``rate``, ``step_sizes`` v_t, ``update_sizes`` v_t / ||h_t||, ``state_norms``,
+    ``stream_growth``, ``jacobian_growth``). Our operationalisation (version 2)
+    of Lippl et al.'s (2021) convergence property.
     """
     out = _measure(model, loader, recurrence=False, iteration=True, depth_factors=depth_factors, device=device)
     return {"index": _overall(out["per_stage"], "convergence")[0], **out}
@@ -386,14 +473,15 @@ def convergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, device=None
 
 def divergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, chance: float | None = None,
                      device=None) -> dict:
-    """How much accuracy survives running each stage at F times its trained depth (1 = all of it).
+    """Whether accuracy survives the second half of the extra iterations (1 = all of it).
 
-        D_F = clip((acc_F - chance) / (acc_1 - chance), 0, 1),   D = D_F at the largest F
+        D = clip((acc_F - chance) / (acc_{F/2} - chance), 0, 1),   R_f = clip((acc_f - chance) / (acc_1 - chance), 0, 1)
 
     ``chance`` defaults to the frequency of the most common label (set) in
-    ``loader``. A model at or below chance is degenerate: ``D_F = 1`` if the
+    ``loader``. A model at or below chance is degenerate: D = 1 if the
     extra steps lose nothing, else 0 (with a warning). Returns ``index``
-    (mean over stages) and ``per_stage``. Our operationalisation of the
+    (mean over stages) and ``per_stage`` (with the retention ``R_f`` per
+    factor and the accuracy per factor). Our operationalisation (version 2) of the
     convergence property as survival of performance (Lippl et al. 2021;
     Jastrzębski et al. 2018, Sec. 4.4).
     """

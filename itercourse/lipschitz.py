@@ -164,6 +164,45 @@ def branch_lipschitz_estimate(block: nn.Module, x: torch.Tensor, *, n_iter: int 
     return sigma if per_example else float(sigma.max())
 
 
+@torch.no_grad()
+def block_map_growth(block: nn.Module, h: torch.Tensor, *, n_iter: int = 20, seed: int = 0) -> dict:
+    """Growth rate of the iterated block map ``h -> B(h) = h + F(h)`` near the states ``h``.
+
+    Power iteration on the Jacobian ``J = I + J_F`` itself (not ``J^T J``):
+    ``v <- J v / ||J v||`` per example, and the geometric mean of ``||J v||``
+    over the second half of the ``n_iter`` steps, which tends to the spectral
+    radius of ``J`` (the asymptotic growth per step of small differences when
+    the block is iterated near ``h``). Above 1, nearby trajectories separate:
+    the block map is not a contraction there, whatever ``Lip(F)`` is (for
+    ``F(h) = c h``, ``J = (1 + c) I``). Returns ``median`` and ``max`` over the
+    examples of the batch ``h`` (B, ...). ``J v`` by reverse mode twice, as in
+    :func:`branch_lipschitz_estimate`. A block with a ``state_channels``
+    attribute carries its input in the channels after the first
+    ``state_channels`` (input injection): only the state part is perturbed and
+    measured, the Jacobian of the step ``h -> h'`` at fixed input.
+    """
+    check_positive_int("n_iter", n_iter)
+    if not isinstance(h, torch.Tensor) or h.dim() < 2 or not h.is_floating_point():
+        raise ValueError(f"h must be a floating-point batch of states (B, ...); got "
+                         f"{tuple(h.shape) if isinstance(h, torch.Tensor) else type(h).__name__}")
+    h = h.detach()
+    k = getattr(block, "state_channels", None)       # input-injected blocks: only h[:, :k] is iterated
+    mask = torch.zeros_like(h)
+    mask[:, :k] = 1.0                                # (k = None: every channel)
+    gen = torch.Generator().manual_seed(seed)
+    v = unit_vectors(torch.randn(h.shape, generator=gen).to(h) * mask)
+    logs = []
+    with eval_mode(block), torch.enable_grad():
+        y, vjp_fn = torch.func.vjp(block, h)                            # u -> J^T u
+        _, jvp_fn = torch.func.vjp(lambda u: vjp_fn(u)[0], torch.zeros_like(y))
+        for _ in range(n_iter):
+            w = jvp_fn(v)[0].detach() * mask                            # J v, on the iterated part
+            logs.append(w.flatten(1).norm(dim=1).clamp_min(1e-30).log())
+            v = unit_vectors(w)
+    late = torch.stack(logs[n_iter // 2:]).mean(0).exp()                # (B,) geometric-mean growth
+    return {"median": float(late.median()), "max": float(late.max())}
+
+
 # ---------------------------------------------------------------------------------------------
 # Spectral normalisation of residual branches
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .blocks import BRANCH_NORMS, POST_ACTIVATED, SHORTCUTS, UNITS, ResidualUnit, conv3x3
+from .contraction import InjectedContraction, InjectionEntry
 from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
 from .lipschitz import FLAVOURS, apply_spectral_norm
 from .walk import Stage, stage_states, trajectory
@@ -32,6 +33,11 @@ from .walk import Stage, stage_states, trajectory
 # weight of its batch norm when the branch ends with one), so each block starts as the identity map
 # (SkipInit, De & Smith 2020; Fixup, Zhang et al. 2019). Stage transitions keep their He init.
 BRANCH_INITS = ("default", "zero")
+
+# "residual": the blocks of He et al., h <- h + F(h). "contraction": every stage converges by
+# construction, h <- (1 - a) h + a G(h, x) with the stage input x injected and Lip_h(G) <= c < 1
+# (itercourse.contraction); c is ``spectral_coeff``, a is ``contraction_step``.
+BLOCK_MAPS = ("residual", "contraction")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class ResNetConfig:
     gate_bias: float = -6.0              # gated shortcuts: initial gate bias b_g
     dropout_p: float = 0.5               # "dropout" shortcut: drop probability
     branch_init: str = "default"         # "default" (He init), or "zero": each block starts as the identity
+    block_map: str = "residual"          # "residual" (h + F(h)) or "contraction" (input injection, BLOCK_MAPS)
+    contraction_step: float = 1.0        # "contraction": the step a in h <- (1 - a) h + a G(h, x), in (0, 1]
 
     def __post_init__(self):
         check_positive_int("in_channels", self.in_channels)
@@ -87,6 +95,21 @@ class ResNetConfig:
         check_int("input_size", self.input_size, minimum=4)
         check_range("dropout_p", self.dropout_p, 0.0, 1.0, high_open=True)
         check_choice("branch_init", self.branch_init, BRANCH_INITS)
+        check_choice("block_map", self.block_map, BLOCK_MAPS)
+        check_range("contraction_step", self.contraction_step, 0.0, 1.0, low_open=True)
+        if self.block_map == "contraction":
+            wrong = {k: v for k, v in (("branch_norm", self.branch_norm), ("shortcut", self.shortcut),
+                                       ("bottleneck", self.bottleneck), ("branch_init", self.branch_init),
+                                       ("spectral_flavour", self.spectral_flavour))
+                     if v != {"branch_norm": "none", "shortcut": "identity", "bottleneck": False,
+                              "branch_init": "default", "spectral_flavour": "operator"}[k]}
+            if wrong:
+                raise ValueError(f"block_map='contraction' builds its own blocks and needs branch_norm='none', "
+                                 f"shortcut='identity', bottleneck=False, branch_init='default', "
+                                 f"spectral_flavour='operator'; got {wrong}")
+            if self.spectral_coeff is None or not 0 < self.spectral_coeff < 1:
+                raise ValueError(f"block_map='contraction' needs spectral_coeff=c in (0, 1) (the contraction "
+                                 f"rate bound of G); got spectral_coeff={self.spectral_coeff!r}")
 
     @classmethod
     def cifar(cls, depth: int = 20, **overrides) -> "ResNetConfig":
@@ -114,6 +137,14 @@ def _stage_channels(cfg: ResNetConfig, s: int) -> int:
     return cfg.widths[s] * (4 if cfg.bottleneck else 1)
 
 
+def _stage_size(cfg: ResNetConfig, s: int) -> int:
+    """Height = width of stage s's feature maps for ``cfg.input_size`` images (stride-2 transitions, padding 1)."""
+    size = cfg.input_size
+    for _ in range(s):
+        size = (size + 1) // 2
+    return size
+
+
 def _has_transition(cfg: ResNetConfig, s: int) -> bool:
     c_in = cfg.widths[0] if s == 0 else _stage_channels(cfg, s - 1)
     return s > 0 or c_in != _stage_channels(cfg, s)
@@ -134,12 +165,24 @@ class ResNet(nn.Module):
                        shortcut_scale=cfg.shortcut_scale, branch_scale=cfg.branch_scale,
                        gate_bias=cfg.gate_bias, dropout_p=cfg.dropout_p)
         stages, c_in = [], cfg.widths[0]
+        injected = cfg.block_map == "contraction"
+        self.state_channels = None               # "contraction": the read-out sees h = z[:, :C] only
         for s, n in enumerate(cfg.blocks):
             c_out = _stage_channels(cfg, s)
             transition = None
             if _has_transition(cfg, s):
                 transition = ResidualUnit(c_in, c_out, stride=1 if s == 0 else 2, **unit_kw)
-            stages.append(Stage(transition, self._make_blocks(cfg, c_out, n, unit_kw)))
+            if injected:
+                size = _stage_size(cfg, s)
+                transition = InjectionEntry(transition, take=c_in if s > 0 else None)
+                make = lambda: InjectedContraction(c_out, size, cfg.spectral_coeff,   # noqa: E731
+                                                   cfg.contraction_step, cap=False)      # capped after init
+                first = make()
+                blocks = [first] * n if cfg.share else [first] + [make() for _ in range(n - 1)]
+                self.state_channels = c_out
+            else:
+                blocks = self._make_blocks(cfg, c_out, n, unit_kw)
+            stages.append(Stage(transition, blocks))
             c_in = c_out
         self.stages = nn.ModuleList(stages)
         # He et al.: units with nothing after the addition need a final BN-ReLU before pooling.
@@ -154,6 +197,9 @@ class ResNet(nn.Module):
                         nn.init.constant_(m.weight, cfg.ubn_gamma)
         if cfg.branch_init == "zero":
             zero_init_branches(self)
+        for block in {id(b): b for stage in self.stages for b in stage.blocks}.values():
+            if isinstance(block, InjectedContraction):
+                block.cap()                      # the cap sees the initialised weights
 
     @staticmethod
     def _make_blocks(cfg: ResNetConfig, c: int, n: int, unit_kw: dict) -> list[nn.Module]:
@@ -199,6 +245,8 @@ class ResNet(nn.Module):
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Logits from a last-stage state: final norm, ReLU, global average pool, linear."""
+        if self.state_channels is not None:                      # injected stage: z = [h, x]
+            h = h[:, :self.state_channels]
         h = self.final_relu(self.final_norm(h))                  # (B, C, H, W)
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(h, 1), 1))  # (B, classes)
 
@@ -227,11 +275,8 @@ class ResNet(nn.Module):
     @property
     def stage_input_shapes(self) -> list[tuple[int, int, int]]:
         """(C, H, W) of the blocks' input in every stage, for ``cfg.input_size`` images."""
-        size, shapes = self.cfg.input_size, []
-        for s in range(len(self.stages)):
-            if s > 0:
-                size = (size + 1) // 2  # stride-2 transition, padding 1
-            shapes.append((_stage_channels(self.cfg, s), size, size))
+        shapes = [(_stage_channels(self.cfg, s), _stage_size(self.cfg, s), _stage_size(self.cfg, s))
+                  for s in range(len(self.stages))]
         return shapes
 
 
@@ -274,6 +319,6 @@ def build_resnet(cfg: ResNetConfig | None = None, *, seed: int | None = None, **
     if not isinstance(cfg, ResNetConfig):
         raise TypeError(f"cfg={cfg!r} must be a ResNetConfig")
     model = ResNet(cfg)
-    if cfg.spectral_coeff is not None:
+    if cfg.spectral_coeff is not None and cfg.block_map == "residual":   # contraction blocks cap their own
         apply_spectral_norm(model, cfg.spectral_coeff, flavour=cfg.spectral_flavour)
     return model

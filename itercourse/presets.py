@@ -141,6 +141,47 @@ def _preset_arms_equal_params() -> dict:
     return spec
 
 
+# Issue 22: the recalibrated indices (version 2) read accuracy and update sizes up to 16x depth, so a
+# reader sees accuracy against extra iterations (D_F curves) and the late-step rate at long depth.
+CURVE_FACTORS = [2, 4, 8, 16]
+CONTRACTION_COEFF = 0.9     # Lip_h(G) <= c: the constrained arm's c, bounding the whole step instead of F
+
+
+def _preset_convergent(scale: str = "cpu") -> dict:
+    # A network that converges by construction (itercourse.contraction): every stage iterates one shared
+    # step h <- G(h, x) with the stage input injected and Lip_h(G) <= 0.9, so the iteration is a
+    # contraction whatever the weights. Same data and recipe as the arms grid (lr 0.1 like the
+    # constrained arm, which also trains its convs under operator-norm caps), three seeds.
+    spec = _preset_arms(scale)
+    spec.update(description="Chapter 7: a recurrent network that converges by construction (input injection, "
+                            "Lip_h(step) <= 0.9) on the arms recipe, x seeds",
+                experiment={"cpu": "digitclutter_convergent", "smoke": "digitclutter_convergent_smoke",
+                            "gpu": "digitclutter_convergent_gpu"}[scale])
+    spec["model"] = {**spec["model"], "branch_norm": "none", "spectral_coeff": CONTRACTION_COEFF,
+                     "block_map": "contraction", "share": True}
+    spec["index_options"] = {"depth_factors": CURVE_FACTORS}
+    spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"], "coupling": [0.0]}
+    return spec
+
+
+def _preset_arms_weights(scale: str = "cpu") -> dict:
+    # The arms grid's runs kept no weights and carry the version-1 indices. This grid retrains, with
+    # weights and the version-2 indices up to 16x depth, each arm's ordinary cell and its recurrent
+    # cell (lambda = 1, identical init), seed 0: the block map's growth and the D_F curves per arm.
+    spec = _preset_arms(scale)
+    spec.update(description="Chapter 7: per arm, the ordinary and the recurrent cell of the arms grid, seed 0, "
+                            "retrained with weights and the version-2 indices",
+                experiment={"cpu": "digitclutter_arms_weights", "smoke": "digitclutter_arms_weights_smoke",
+                            "gpu": "digitclutter_arms_weights_gpu"}[scale])
+    spec["index_options"] = {"depth_factors": CURVE_FACTORS}
+    seeds = ARMS_SCALES[scale]["seeds"][:1]
+    spec["grid"] = [{"seed": seeds, "arm": _arm_bundles(spec["train"]["lr"]), "coupling": [0.0],
+                     "train.identical_init": [False]},
+                    {"seed": seeds, "arm": _arm_bundles(spec["train"]["lr"]), "coupling": [1.0],
+                     "train.identical_init": [True]}]
+    return spec
+
+
 def _preset_smoke() -> dict:
     return {
         "description": "A seconds-long grid that exercises every code path (not a result)",
@@ -177,6 +218,10 @@ PRESETS = {
     "digitclutter_arms_equal_params": _preset_arms_equal_params,
     "digitclutter_arms_smoke": lambda: _preset_arms("smoke"),
     "digitclutter_arms_gpu": lambda: _preset_arms("gpu"),
+    "digitclutter_convergent": _preset_convergent,
+    "digitclutter_convergent_smoke": lambda: _preset_convergent("smoke"),
+    "digitclutter_arms_weights": _preset_arms_weights,
+    "digitclutter_arms_weights_smoke": lambda: _preset_arms_weights("smoke"),
     "smoke": _preset_smoke,
     "mnist": lambda: _preset_gpu("mnist"),
     "cifar10": lambda: _preset_gpu("cifar10"),

@@ -35,23 +35,9 @@ INDEX_TITLES = {"recurrence": "recurrence index (state)", "recurrence_performanc
 
 # ---------------------------------------------------------------- convergence as a threshold
 
-# A network counts as *convergent* only if both indices pass (itercourse.indices, module docstring):
-#   C = clip(1 - u_{Fn-1} / u_{n-1}, 0, 1) >= CONVERGENT_C: the update size after F = 4 times the
-#       trained depth has fallen to at most a fifth of the update at the trained depth;
-#   D = clip((acc_F - chance) / (acc_1 - chance), 0, 1) >= CONVERGENT_D: at 4x depth at least 80% of
-#       the accuracy above chance survives.
-# Both are averaged over stages. The convergent-by-design control (itercourse.toys.convergent_control)
-# passes with C ~ 1, D = 1; its expanding twin fails. A rise of C or D is a direction, not convergence.
-CONVERGENT_C = 0.8
-CONVERGENT_D = 0.8
-
-
-def is_convergent(indices: dict, c_min: float = CONVERGENT_C, d_min: float = CONVERGENT_D) -> bool:
-    """True when ``indices["convergence"] >= c_min`` and ``indices["divergence"] >= d_min`` (missing: False)."""
-    c, d = indices.get("convergence"), indices.get("divergence")
-    if c is None or d is None or not (math.isfinite(float(c)) and math.isfinite(float(d))):
-        return False
-    return float(c) >= c_min and float(d) >= d_min
+# The criterion lives with the indices it reads (itercourse.indices: is_convergent, RATE_MAX,
+# CONVERGENT_C = 1 - RATE_MAX, CONVERGENT_D); it is imported here for the verdicts and tables.
+from .indices import CONVERGENT_C, CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------- seed statistics

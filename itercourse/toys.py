@@ -383,6 +383,7 @@ class InjectedLinearBlock(nn.Module):
         super().__init__()
         self.R = nn.Parameter(R, requires_grad=False)   # (d, d) orthogonal
         self.q = float(q)
+        self.state_channels = R.shape[0]                 # z = [h, c]: h is iterated, c carried along
 
     def branch(self, z: torch.Tensor) -> torch.Tensor:
         h, c = z.chunk(2, dim=1)

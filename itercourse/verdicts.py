@@ -18,10 +18,12 @@ The rules, applied the same way to every claim:
    arm. lambda = 1 is recurrent by construction and is not evidence. A
    confound row compares independent with identical initialisation at lambda = 0.
 4. **Convergence as a threshold.** A network is convergent only if
-   :func:`itercourse.report.is_convergent` (C >= 0.8 and D >= 0.8). The
+   :func:`itercourse.indices.is_convergent` (late-step rate <= 0.95 and
+   D >= 0.8 in every stage, the recalibrated indices of version 2). The
    constraint "makes ResNets convergent" is supported only if the indices
    rise (rule 1) *and* most constrained runs pass; a rise without passing
-   networks is reported as "direction only".
+   networks is reported as "direction only". Results measured with the
+   version-1 indices are not judged by the criterion (their rows say so).
 
 5. **Plateau.** A run is compared only as trained if its training accuracy rose
    by less than ``PLATEAU_GAIN`` (1.5 points) in its last epoch. A row whose
@@ -41,8 +43,8 @@ import math
 import numpy as np
 
 from .errors import check_int
-from .report import (CONVERGENT_C, CONVERGENT_D, is_convergent, markdown_table, mean_spread, metric_of,
-                     spread)
+from .report import (CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent, markdown_table, mean_spread,
+                     metric_of, spread)
 
 ARMS = ("conventional", "norm-free", "constrained", "no-BN, He init")
 MIN_EFFECT_ACC = 0.02        # accuracy: at least 2 points
@@ -130,9 +132,17 @@ def intermediate_coupling(results) -> float | None:
     return min(mids, key=lambda v: (abs(v - 0.5), v)) if mids else None
 
 
+def calibrated(results) -> bool:
+    """True when every result carries the recalibrated indices (version 2): only then does the criterion apply."""
+    return all(r.indices.get("indices_version", 1) >= INDICES_VERSION for r in results)
+
+
 def convergent_count(results, cell=None) -> tuple:
-    """``(passing, total)`` networks by the criterion, in ``cell`` (or all)."""
+    """``(passing, total)`` networks by the criterion, in ``cell`` (or all); passing is ``None`` for
+    results measured with the version-1 indices, which the criterion cannot judge."""
     rs = [r for r in results if cell is None or cell_of(r) == cell]
+    if not calibrated(rs):
+        return None, len(rs)
     return sum(is_convergent(r.indices) for r in rs), len(rs)
 
 
@@ -174,7 +184,12 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
             "recurrence", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_index)
     # Rule 4: convergence, as a direction and as a threshold.
     twin = "norm-free" if "norm-free" in arms else best
-    if twin is not None and constrained in arms:
+    if not calibrated(results):                 # version-1 indices: C rose with a growing stream
+        rows.append({"claim": "the Lipschitz constraint makes ResNets convergent",
+                     "comparison": "convergence criterion (rate and D); ordinary cells", "metric": "rate, divergence",
+                     "diff": float("nan"), "noise": float("nan"), "n_a": 0, "n_b": 0, "direction": "threshold",
+                     "verdict": "not judged: these results carry the version-1 indices (chapter 6)"})
+    elif twin is not None and constrained in arms:
         k, n = convergent_count(results, (constrained, "independent", 0.0))
         for metric in ("convergence", "divergence"):
             e = effect(values(results, metric, (twin, "independent", 0.0)),
@@ -187,16 +202,18 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
                          "comparison": f"{metric}, {constrained} minus {twin}; ordinary cells", "metric": metric,
                          **e, "verdict": verdict})
     k, n = convergent_count(results)
-    rows.append({"claim": f"any network convergent (C >= {CONVERGENT_C:g} and D >= {CONVERGENT_D:g})",
+    rows.append({"claim": f"any network convergent (rate <= {RATE_MAX:g} and D >= {CONVERGENT_D:g})",
                  "comparison": "; ".join(f"{a}: {convergent_count([r for r in results if arm_of(r) == a])[0]}"
                                          f"/{sum(arm_of(r) == a for r in results)}" for a in arms),
                  "metric": "convergence, divergence", "diff": float("nan"), "noise": float("nan"),
                  "n_a": n, "n_b": n, "direction": "threshold",
-                 "verdict": f"yes: {k} of {n} networks" if k else f"no: 0 of {n} networks"})
+                 "verdict": ("not judged: version-1 indices" if k is None
+                             else f"yes: {k} of {n} networks" if k else f"no: 0 of {n} networks")})
     # Conventional training: the ordinary cells of the unconstrained arms.
     rec = {a: values(results, "recurrence", (a, "independent", 0.0)) for a in free}
     rec = {a: v for a, v in rec.items() if v}
-    passing = sum(convergent_count(results, (a, "independent", 0.0))[0] for a in rec)
+    counts = [convergent_count(results, (a, "independent", 0.0))[0] for a in rec]
+    passing = None if None in counts else sum(counts)
     low = bool(rec) and all(np.mean(v) < 0.5 for v in rec.values())
     rows.append({"claim": "conventionally trained ResNets do not learn iterative convergent solutions",
                  "comparison": "ordinary cells (independent init, lambda 0) of the unconstrained arms: mean "
@@ -205,6 +222,7 @@ def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: f
                  "metric": "recurrence", "diff": float("nan"), "noise": float("nan"),
                  "n_a": sum(len(v) for v in rec.values()), "n_b": 0, "direction": "threshold",
                  "verdict": ("missing runs" if not rec else
+                             "not judged: version-1 indices" if passing is None else
                              "supported" if low and passing == 0 else "contradicted")
                             + _plateau_note(results, *[(a, "independent", 0.0) for a in rec])})
     return rows
