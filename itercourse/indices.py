@@ -404,7 +404,7 @@ def iterative_convergence_indices(model, loader, *, kind: str = "state", max_pai
 
         recurrence "state":        sum_s m_s                                   (B_j(h_i) only)
         recurrence "performance":  sum_s sum_{pairs} (n_s - i + T_s) + sum_{distinct i} (n_s - i - 1 + T_s)
-        convergence + divergence:  sum_s ((F - 1) n_s + |factors| T_s)
+        convergence + divergence:  sum_s ((F - 1) n_s + |factors and F/2| T_s + 1)
 
     (:func:`evaluation_cost` computes these counts.) Returns a JSON-friendly
     dict: ``recurrence`` (in [-1, 1]; ``None`` when no stage has two blocks),
@@ -512,6 +512,9 @@ def evaluation_cost(blocks_per_stage, *, transitions=None, kind: str = "state", 
             rec += len(ps)
         else:
             rec += sum(n - i + tail[s] for i, _ in ps) + sum(n - i - 1 + tail[s] for i in {i for i, _ in ps})
-    it = sum((factors[-1] - 1) * n + len(factors) * tail[s] for s, n in enumerate(ns))
+    F = factors[-1]
+    measured = set(factors) | ({F // 2} if F // 2 >= 2 else set())
+    # extra steps, the rest of the network at every measured factor, one forward for the Jacobian growth
+    it = sum((F - 1) * n + len(measured) * tail[s] + 1 for s, n in enumerate(ns))
     total = forward + rec + it
     return {"forward": forward, "recurrence": rec, "iteration": it, "total": total, "ratio": total / forward}

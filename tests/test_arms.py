@@ -157,10 +157,13 @@ def test_convergent_by_design_control_passes_and_its_expanding_twin_fails():
     good = iterative_convergence_indices(control, control.loader(1000, seed=5))
     bad = iterative_convergence_indices(twin, twin.loader(1000, seed=5))
     assert is_convergent(good), good
-    assert good["recurrence"] > 0.99 and good["convergence"] > 0.95 and good["divergence"] > 0.95
+    assert good["recurrence"] > 0.99 and good["rate"] == pytest.approx(0.5, abs=1e-3) and good["divergence"] > 0.95
     assert not is_convergent(bad), bad
     assert bad["recurrence"] > 0.99                                     # just as recurrent, but not convergent
-    assert not is_convergent({"convergence": 0.9}) and not is_convergent({"convergence": None, "divergence": 1})
+    v2 = {"indices_version": 2}
+    assert not is_convergent({**v2, "rate": 0.5}) and not is_convergent({**v2, "rate": None, "divergence": 1})
+    with pytest.raises(ValueError, match="version 1"):
+        is_convergent({"convergence": 0.9, "divergence": 1.0})          # the old indices: not judged
 
 
 def test_smoke_arms_grid_runs_and_reports(tmp_path, monkeypatch):
