@@ -58,7 +58,7 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int
-from .training import correct_mask, task_loss
+from .training import check_labels, correct_mask, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states
 
 KINDS = ("state", "performance")
@@ -67,6 +67,7 @@ MAX_PAIRS = 48           # block pairs per stage (of n (n - 1)); keeps the "stat
 LOSS_CAP = 1e6           # per-example loss of a blown-up (non-finite) output, so sums stay finite
 DEGENERATE_TOL = 1e-4    # |P_intact - P_drop| below this (relative): dropping the block changes nothing
 SETTLED = 1e-6           # relative update size at float32 precision: the stream has stopped moving
+MAX_DEPTH_FACTOR = 1000  # the deepest iteration the indices may ask for: 1000x the trained depth
 
 
 # ---------------------------------------------------------------- checks and helpers
@@ -77,7 +78,7 @@ def _check_factors(depth_factors) -> tuple:
     if not isinstance(depth_factors, (tuple, list)) or len(depth_factors) == 0:
         raise TypeError(f"depth_factors={depth_factors!r} must be a non-empty tuple of integers >= 2, e.g. (2, 4)")
     for f in depth_factors:
-        check_int("depth_factors[i]", f, minimum=2)
+        check_int("depth_factors[i]", f, minimum=2, maximum=MAX_DEPTH_FACTOR)
     return tuple(sorted(set(int(f) for f in depth_factors)))
 
 
@@ -165,6 +166,9 @@ def _pair(item, model):
     check = getattr(model, "_check_input", None)       # channels and dtype, as model(x) checks them
     if check is not None:
         check(item[0])
+    classes = getattr(getattr(model, "fc", None), "out_features", None)
+    if classes is not None:                            # torch's own errors for bad labels name nothing
+        check_labels(item[1], classes, len(item[0]))
     return item
 
 

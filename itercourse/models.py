@@ -24,9 +24,13 @@ import torch
 from torch import nn
 
 from .blocks import BRANCH_NORMS, POST_ACTIVATED, SHORTCUTS, UNITS, ResidualUnit, conv3x3
-from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
+from .errors import check_choice, check_finite, check_int, check_positive, check_positive_int, check_range
 from .lipschitz import FLAVOURS, apply_spectral_norm
-from .walk import Stage, stage_states, trajectory
+from .walk import Stage, check_schedules, stage_states, trajectory
+
+# The most parameters a config may ask for (fp32: 4 GB of weights, about 16 GB to train with momentum):
+# checked from the config before any tensor is allocated.
+MAX_PARAMETERS = 1_000_000_000
 
 # "zero": the last layer of every same-shape block's branch starts at zero (its conv's weight, or the
 # weight of its batch norm when the branch ends with one), so each block starts as the identity map
@@ -87,6 +91,13 @@ class ResNetConfig:
         check_int("input_size", self.input_size, minimum=4)
         check_range("dropout_p", self.dropout_p, 0.0, 1.0, high_open=True)
         check_choice("branch_init", self.branch_init, BRANCH_INITS)
+        for name in ("shortcut_scale", "branch_scale", "gate_bias"):
+            check_finite(name, getattr(self, name))
+        size = estimated_parameters(self)
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"widths={self.widths!r} with blocks={self.blocks!r} would need about {size:.3g} "
+                             f"parameters ({4 * size / 2**30:.3g} GiB in fp32) before training; allowed: at most "
+                             f"{MAX_PARAMETERS:.0e} (CIFAR ResNets use widths like (16, 32, 64))")
 
     @classmethod
     def cifar(cls, depth: int = 20, **overrides) -> "ResNetConfig":
@@ -108,6 +119,17 @@ class ResNetConfig:
         convs = 3 if self.bottleneck else 2
         units = sum(self.blocks) + sum(1 for s in range(len(self.blocks)) if _has_transition(self, s))
         return 2 + convs * units
+
+
+def estimated_parameters(cfg: ResNetConfig) -> int:
+    """About how many parameters ``cfg``'s convolutions hold (an upper estimate), computed without allocating."""
+    per_unit = lambda c: 9 * (c // 4) ** 2 + 2 * (c // 4) * c if cfg.bottleneck else 18 * c * c  # noqa: E731
+    total, c_in = 9 * cfg.in_channels * cfg.widths[0], cfg.widths[0]
+    for s, n in enumerate(cfg.blocks):
+        c = _stage_channels(cfg, s)
+        total += (n + 1) * per_unit(c) + c_in * c          # n blocks, a transition and its projection
+        c_in = c
+    return total + c_in * cfg.num_classes
 
 
 def _stage_channels(cfg: ResNetConfig, s: int) -> int:
@@ -210,6 +232,7 @@ class ResNet(nn.Module):
             for stage in self.stages:
                 h = stage(h)
             return self.readout(h)
+        check_schedules(schedules, len(self.stages))
         for s, stage in enumerate(self.stages):
             h = stage(h, schedules.get(s))
         return self.readout(h)

@@ -26,8 +26,8 @@ def check_labels(y, num_classes: int, batch: int | None = None, name: str = "y")
     if batch is not None and len(y) != batch:
         raise ValueError(f"{name} has {len(y)} labels but the batch has {batch} examples; pass the labels of "
                          "the same batch (one per example)")
-    allowed = f"class indices of shape (B,) in 0..{num_classes - 1} (an integer dtype), or multi-hot floats " \
-              f"of shape (B, {num_classes})"
+    allowed = f"class indices (B,) in 0..{num_classes - 1} (an integer dtype), or multi-hot floats " \
+              f"(B, {num_classes})"
     if y.is_floating_point():
         if y.dim() != 2 or y.shape[1] != num_classes:
             raise ValueError(f"{name} has dtype {y.dtype} and shape {tuple(y.shape)}; allowed: {allowed} "
