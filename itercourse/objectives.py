@@ -30,17 +30,18 @@ def check_labels(y, num_classes: int, batch: int | None = None, name: str = "y")
               f"(B, {num_classes})"
     if y.is_floating_point():
         if y.dim() != 2 or y.shape[1] != num_classes:
-            raise ValueError(f"{name} has dtype {y.dtype} and shape {tuple(y.shape)}; allowed: {allowed} "
+            raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}) is not allowed; allowed: {allowed} "
                              "(float class indices: y.long())")
         if y.numel() and not bool(torch.isfinite(y).all()):
             raise ValueError(f"{name} holds NaN or inf; allowed: {allowed}")
         return
     if y.dtype == torch.bool or y.is_complex() or y.dim() != 1:
-        raise ValueError(f"{name} has dtype {y.dtype} and shape {tuple(y.shape)}; allowed: {allowed}")
+        raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}) is not allowed; allowed: {allowed}")
     if y.numel():
         lo, hi = (int(v) for v in torch.aminmax(y))
         if lo < 0 or hi >= num_classes:
-            raise ValueError(f"{name} holds values {lo}..{hi}; allowed: {allowed}")
+            raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}, values {lo}..{hi}) is not allowed; "
+                             f"allowed: {allowed}")
 
 
 def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
