@@ -23,7 +23,7 @@ from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
 from .provenance import code_versions, mixed_code_warning
 from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
-from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_yaml, load_grid, sweep
+from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_labels, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig, linear_lr
 from .verdicts import arm_of, arm_verdicts, cell_table, rules_table
@@ -291,9 +291,8 @@ def cmd_sweep(args) -> None:
         return
     configs = load_grid(args.preset or args.grid)
     if args.list:
-        for c in configs:
-            print(f"{c.id}  {'done   ' if is_done(c, args.results_dir) else 'pending'}  {c.experiment}  "
-                  f"{c.label(configs)}")
+        for c, label in zip(configs, grid_labels(configs)):         # O(n): varying fields found once
+            print(f"{c.id}  {'done   ' if is_done(c, args.results_dir) else 'pending'}  {c.experiment}  {label}")
         return
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -420,6 +419,10 @@ def main(argv=None) -> int:
         sub.exit(2, f"{PROG} {args.command}: error: {_as_flag(sub, str(err))}\n")
     except BrokenPipeError:                        # e.g. `... --list | head`
         sys.stderr.close()
+    except KeyboardInterrupt:                      # Ctrl-C: one line; checkpoints and results are atomic
+        print(f"{PROG} {args.command}: interrupted (Ctrl-C); finished results and the last epoch's checkpoint "
+              "are kept: run the same command again to resume", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .walk import Stage
+from .walk import Stage, check_schedules
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 _PARTS = ("conv1", "bn1", "relu", "maxpool", *LAYERS, "avgpool", "fc")
@@ -45,8 +45,24 @@ class TorchvisionResNet(nn.Module):
         """Logits from a last-stage state: global average pool, linear."""
         return self.fc(torch.flatten(self.avgpool(h), 1))           # (B, C, H, W) -> (B, classes)
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """The images the wrapped ResNet accepts: 4-d, its conv1's channels, its weights' dtype."""
+        conv = self.stem[0]
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            raise ValueError(f"x must be a 4-d image batch (B, C, H, W); got shape "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        if x.shape[1] != conv.in_channels:
+            raise ValueError(f"x has {x.shape[1]} channels but the model's conv1 takes {conv.in_channels}; "
+                             f"allowed: images with {conv.in_channels} channel(s)")
+        if x.dtype != conv.weight.dtype and not torch.is_autocast_enabled():
+            raise TypeError(f"x has dtype {x.dtype} but the model's weights are {conv.weight.dtype}; allowed: "
+                            f"{conv.weight.dtype} (x.to({conv.weight.dtype}))")
+
     def forward(self, x: torch.Tensor, schedules: dict | None = None) -> torch.Tensor:
         """Logits; ``schedules`` maps a stage index to the block schedule it should run."""
+        self._check_input(x)
+        if schedules:
+            check_schedules(schedules, len(self.stages))
         schedules = schedules or {}
         h = self.stem(x)
         for s, stage in enumerate(self.stages):
@@ -66,4 +82,15 @@ def from_torchvision(model: nn.Module) -> TorchvisionResNet:
     if not isinstance(model, nn.Module) or missing:
         raise TypeError(f"model={type(model).__name__} is not a torchvision ResNet (it lacks {missing}); "
                         "pass e.g. torchvision.models.resnet18(num_classes=10)")
+    import torchvision
+    base = torchvision.models.ResNet
+    own = [m for m in ("forward", "_forward_impl") if getattr(type(model), m, None) is not getattr(base, m)]
+    if own:
+        raise TypeError(f"model={type(model).__name__} defines its own {' and '.join(own)}, which the adapter "
+                        "would ignore (it runs conv1 -> bn1 -> relu -> maxpool -> layer1..4 -> avgpool -> fc), so "
+                        "its logits would differ; allowed: a torchvision ResNet whose forward is torchvision's")
+    empty = [name for name in LAYERS if len(getattr(model, name)) == 0]
+    if empty:
+        raise ValueError(f"model.{empty[0]} is empty (no blocks); allowed: a torchvision ResNet whose layers "
+                         "each hold at least one block")
     return TorchvisionResNet(model)

@@ -1,12 +1,16 @@
 """Claims and failure records: how sweeps share a results folder without duplicating or looping.
 
 While a config is computed, its claim file ``<id>.claim`` (created atomically and
-exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host and time)
-sits beside the results; a second sweep on the same folder skips it and waits.
-A claim whose owner on this host is dead, or written on another host more than
-``CLAIM_TTL_S`` ago, is stale and taken over (two takeovers of one stale claim at
-the same instant are not excluded; both then compute the config, and the atomic
-result write keeps one). A config that fails leaves ``<id>.failed.json`` (label,
+exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host, time and
+process start time) sits beside the results; a second sweep on the same folder
+skips it and waits, saying so ("waiting for <id> held by <host>/<pid> since ...").
+The owner touches the file every ``HEARTBEAT_S`` (its modification time is the
+heartbeat). A claim is stale, and taken over, when its owner on this host is no
+longer running, or its pid now belongs to another process (the start time in
+``/proc/<pid>/stat`` differs), or its pid is not a positive integer; a claim from
+another host is stale once its heartbeat is older than ``CLAIM_TTL_S`` (two
+takeovers of one stale claim at the same instant are not excluded; both then
+compute the config, and the atomic result write keeps one). A config that fails leaves ``<id>.failed.json`` (label,
 id, error), so a rerun does not retry it forever; ``sweep(..., retry_failed=True)``
 clears the records.
 """
@@ -19,10 +23,12 @@ import threading
 import time
 from pathlib import Path
 
-from .experiments import ExperimentConfig, result_path
+from .experiments import ExperimentConfig, is_done, result_path
 from .io import atomic_create_bytes, read_json
 
-CLAIM_TTL_S = 48 * 3600     # a claim by a process on another host is stale after this long
+HEARTBEAT_S = 60.0          # how often the owner of a claim touches it
+CLAIM_TTL_S = 15 * 60       # a claim from another host is stale when its heartbeat is older than this
+_beats: dict = {}           # claim path -> threading.Event that stops its heartbeat
 
 
 class SweepFailed(RuntimeError):
@@ -40,6 +46,8 @@ def claim_path(cfg: ExperimentConfig, results_dir="results") -> Path:
 
 
 def _alive(pid: int) -> bool:
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False                              # pid 0 / -1 name process groups, not an owner
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -49,24 +57,65 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def start_time(pid: int):
+    """When process ``pid`` started (clock ticks since boot, field 22 of ``/proc/<pid>/stat``); None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])    # fields after "(comm)": state is field 3
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _heartbeat_age(path: Path, held: dict) -> float:
+    """Seconds since the claim's owner last touched it (its mtime), or since it was written."""
+    try:
+        last = max(path.stat().st_mtime, float(held.get("time", 0)))
+    except FileNotFoundError:
+        return 0.0
+    return time.time() - last
+
+
+def is_stale(path: Path, held: dict) -> bool:
+    """Whether a claim read from ``path`` no longer has a live owner (see the module docstring)."""
+    pid = held["pid"]
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return True
+    if held["host"] != socket.gethostname():
+        return _heartbeat_age(path, held) > CLAIM_TTL_S
+    if not _alive(pid):
+        return True
+    recorded, now = held.get("start"), start_time(pid)
+    return recorded is not None and now is not None and recorded != now       # the pid was reused
+
+
+def _heartbeat(path: Path, stop: threading.Event) -> None:
+    while not stop.wait(HEARTBEAT_S):
+        try:
+            os.utime(path)
+        except OSError:
+            return
+
+
 def claim(cfg: ExperimentConfig, results_dir) -> bool:
     """Claim ``cfg`` atomically and exclusively; False when a live process holds it.
 
-    A claim is stale (taken over) when its owner, on this host, is no longer
-    running, or when it was written on another host more than ``CLAIM_TTL_S`` ago.
+    A stale claim (see :func:`is_stale`) is taken over. While held, a thread touches the claim
+    file every ``HEARTBEAT_S`` seconds, so sweeps on other hosts can tell it is alive.
     """
     path = claim_path(cfg, results_dir)
-    owner = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    pid = os.getpid()
+    owner = {"pid": pid, "host": socket.gethostname(), "time": time.time(), "start": start_time(pid)}
     for _ in range(2):
         if atomic_create_bytes(path, json.dumps(owner).encode()):
+            stop = threading.Event()
+            _beats[str(path)] = stop
+            threading.Thread(target=_heartbeat, args=(path, stop), daemon=True).start()
             return True
         try:
-            held = json.loads(path.read_text())
-            stale = (not _alive(held["pid"]) if held["host"] == owner["host"]
-                     else time.time() - held["time"] > CLAIM_TTL_S)
+            stale = is_stale(path, json.loads(path.read_text()))
         except FileNotFoundError:
             continue                              # released meanwhile: try again
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             stale = True                          # not a claim this code wrote
         if not stale:
             return False
@@ -78,10 +127,46 @@ def claim(cfg: ExperimentConfig, results_dir) -> bool:
 
 
 def release(cfg: ExperimentConfig, results_dir) -> None:
+    path = claim_path(cfg, results_dir)
+    stop = _beats.pop(str(path), None)
+    if stop is not None:
+        stop.set()
     try:
-        claim_path(cfg, results_dir).unlink()
+        path.unlink()
     except FileNotFoundError:
         pass
+
+
+def holder(cfg: ExperimentConfig, results_dir) -> dict | None:
+    """The live owner of ``cfg``'s claim (pid, host, time), or None when it is free, stale or this process's."""
+    path = claim_path(cfg, results_dir)
+    try:
+        held = json.loads(path.read_text())
+        if is_stale(path, held):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if held["pid"] == os.getpid() and held["host"] == socket.gethostname():
+        return None
+    return held
+
+
+def waiting_line(cfg: ExperimentConfig, held: dict) -> str:
+    """``waiting for <id> held by <host>/<pid> since <time>``: what a waiting sweep or run prints."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held.get("time", 0))))
+    return (f"waiting for {cfg.id} ({cfg.label()}) held by {held.get('host')}/{held.get('pid')} since {since} "
+            f"(another sweep or run is computing it; its claim is {cfg.id}.claim)")
+
+
+def wait_while_claimed(cfg: ExperimentConfig, results_dir, *, log=print, poll_s: float = 5.0) -> bool:
+    """Wait, saying so once, while another live process holds ``cfg``'s claim; True if there was one."""
+    held = holder(cfg, results_dir)
+    if held is None:
+        return False
+    (log or print)(waiting_line(cfg, held))
+    while holder(cfg, results_dir) is not None:
+        time.sleep(poll_s)
+    return True
 
 
 def watch_parent(parent: int) -> None:
@@ -94,11 +179,17 @@ def watch_parent(parent: int) -> None:
 
 
 def failures(configs, results_dir="results") -> list:
-    """The recorded failures (``<id>.failed.json``) of ``configs``: dicts with ``id``, ``label``, ``error``."""
+    """The recorded failures (``<id>.failed.json``) of ``configs``: dicts with ``id``, ``label``, ``error``.
+
+    A record whose config has a verified result since (computed by another sweep or a rerun) is out of
+    date and not counted.
+    """
     out = []
     for c in configs:
         try:
-            out.append(read_json(failure_path(c, results_dir)))
+            record = read_json(failure_path(c, results_dir))
         except (FileNotFoundError, ValueError, RuntimeError):
-            pass
+            continue
+        if not is_done(c, results_dir):
+            out.append(record)
     return out

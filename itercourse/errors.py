@@ -20,12 +20,31 @@ def check_choice(name: str, value, allowed: Iterable) -> None:
         raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}")
 
 
-def check_int(name: str, value, *, minimum: int | None = None) -> None:
-    """Raise ``TypeError`` unless ``value`` is an int, ``ValueError`` if below ``minimum``."""
+class DivergedError(ValueError):
+    """Training or evaluation produced a non-finite or absurd loss (or non-finite logits): the run diverged.
+
+    Raised instead of writing the run as a result (a learning rate too high, for instance); a sweep
+    records it as a failure (``<id>.failed.json``) and goes on with the other configs.
+    """
+
+
+def check_int(name: str, value, *, minimum: int | None = None, maximum: int | None = None) -> None:
+    """Raise ``TypeError`` unless ``value`` is an int, ``ValueError`` if below ``minimum`` or above ``maximum``."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise TypeError(f"{name}={value!r} must be an integer" + (f" >= {minimum}" if minimum is not None else ""))
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}={value!r} is too small; it must be an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name}={value!r} is too large; allowed: an integer in "
+                         f"{minimum if minimum is not None else '...'}..{maximum}")
+
+
+def check_finite(name: str, value) -> None:
+    """Raise unless ``value`` is a finite real number (NaN and +-inf refused)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name}={value!r} must be a finite number")
+    if not math.isfinite(float(value)):
+        raise ValueError(f"{name}={value!r} is not allowed; it must be a finite number (not NaN or inf)")
 
 
 def check_bool(name: str, value) -> None:

@@ -47,10 +47,12 @@ from .io import (CorruptFileError, atomic_torch_save, atomic_write_json, ensure_
 from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .provenance import code_provenance
-from .training import History, TrainConfig, eval_batch_size, evaluate, resolve_device, train
+from .training import History, TrainConfig, check_not_diverged, eval_batch_size, evaluate, resolve_device, train
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
 DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
+
+MULTILABEL = ("digitclutter",)       # datasets whose labels are multi-hot sets (one sigmoid per class)
 
 # The most training/test images a config may ask for (digitclutter is generated in memory: n * 32 * 32 bytes).
 MAX_IMAGES = 2_000_000
@@ -116,6 +118,15 @@ class ExperimentConfig:
             raise ValueError(f"model.in_channels={self.model.in_channels}, model.num_classes="
                              f"{self.model.num_classes} do not fit dataset={self.dataset!r}; allowed: "
                              f"in_channels={channels}, num_classes={classes}")
+        if self.dataset in MULTILABEL and self.train.label_smoothing:
+            raise ValueError(f"train.label_smoothing={self.train.label_smoothing!r} does nothing on "
+                             f"dataset={self.dataset!r} (multi-label: one sigmoid per class) but would change the "
+                             "id; allowed: label_smoothing=0.0 for this dataset")
+        size = dict(self.dataset_options).get("size", 32)
+        if self.model.spectral_coeff is not None and size != self.model.input_size:
+            raise ValueError(f"model.input_size={self.model.input_size} but dataset={self.dataset!r} gives "
+                             f"{size}x{size} images: the Lipschitz cap spectral_coeff={self.model.spectral_coeff} "
+                             f"is computed for input_size and would not hold; allowed: input_size={size}")
 
     # ---------------------------------------------------------------- identity
     @property
@@ -140,11 +151,12 @@ class ExperimentConfig:
         d["train"] = _sub_config(TrainConfig, d.get("train", {}), "train")
         return cls(**d)
 
-    def label(self, others=()) -> str:
+    def label(self, others=(), *, varying=None) -> str:
         """Short human-readable description, e.g. ``coupling=0.5 c=0.9 seed=1``.
 
         With ``others`` (the other configs of a grid), every further field whose value varies
         across them is appended (``train.lr=0.01``), so configs that differ never share a label.
+        ``varying``: those fields already found (``sweeps.grid_labels``, O(n) for a whole grid).
         """
         c = self.model.spectral_coeff
         lam = self.train.coupling or 0.0
@@ -155,8 +167,11 @@ class ExperimentConfig:
         shown = {"train.coupling", "model.spectral_coeff", "seed", "train.seed", "model.branch_norm",
                  "model.branch_init", "train.identical_init"}
         mine = flat(canonical_config(asdict(self)))
-        flats = [flat(canonical_config(asdict(o))) for o in others]
-        varying = sorted(k for k in mine if k not in shown and any(f.get(k) != mine[k] for f in flats))
+        if varying is not None:
+            varying = sorted(k for k in mine if k not in shown and k in varying)
+        else:
+            flats = [flat(canonical_config(asdict(o))) for o in others]
+            varying = sorted(k for k in mine if k not in shown and any(f.get(k) != mine[k] for f in flats))
         return " ".join([text] + [f"{k}={mine[k]}" for k in varying])
 
 
@@ -229,6 +244,7 @@ class Result:
         """From a path (verified with ``io.read_json``) or an already-loaded dict."""
         d = read_json(obj) if isinstance(obj, (str, os.PathLike)) else obj
         try:
+            d = _without_neutral_unknowns(d)
             cfg = ExperimentConfig.from_dict(d["config"])
             res = cls(config=cfg, history=History(**d["history"]), indices=dict(d["indices"]),
                       final_test_acc=float(d["final_test_acc"]),
@@ -245,6 +261,32 @@ class Result:
         elif d.get("id") != res.id:
             raise CorruptFileError(f"result says id={d.get('id')!r} but its stored config hashes to {res.id!r}")
         return res
+
+
+def _without_neutral_unknowns(d: dict) -> dict:
+    """A result dict whose config lost the fields this version does not know, when that keeps its id.
+
+    A newer itercourse may add a config field at a neutral value (left out of the hash, see
+    :mod:`itercourse.config_id`): its results are the same experiments and load here. Unknown
+    fields that change the id are kept, so :meth:`ExperimentConfig.from_dict` names them.
+    """
+    cfg = d.get("config") if isinstance(d, dict) else None
+    if not isinstance(cfg, dict):
+        return d
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    sections = {"model": ResNetConfig, "train": TrainConfig}
+    stripped = {k: v for k, v in cfg.items() if k in known}
+    for name, kind in sections.items():
+        if isinstance(stripped.get(name), dict):
+            allowed = {f.name for f in dataclasses.fields(kind)}
+            stripped[name] = {k: v for k, v in stripped[name].items() if k in allowed}
+    if stripped == cfg:
+        return d
+    try:
+        same = d.get("id") == config_hash(stripped)
+    except (TypeError, ValueError):
+        same = False
+    return {**d, "config": stripped} if same else d
 
 
 def result_path(cfg: ExperimentConfig, results_dir="results") -> Path:
@@ -321,8 +363,16 @@ def load_results(experiment: str, results_dir="results", *, skipped: list | None
         raise NotADirectoryError(f"experiment={experiment!r}: {str(folder)!r} is a file, not a results folder")
     out, seen = [], set()
     for path in sorted(folder.glob("*.json")):
+        if path.name.endswith(".failed.json"):          # a failure record (claims.py), not a result
+            continue
         try:
             res = Result.from_json(path)
+            if res.config.experiment != experiment:
+                raise CorruptFileError(f"it belongs to experiment {res.config.experiment!r}, not to the folder "
+                                       f"{experiment!r} (copied from another folder?); not counted")
+            if path.stem != res.id:
+                raise CorruptFileError(f"its config has id {res.id!r} but the file is named {path.name!r} "
+                                       f"(renamed or copied?); allowed: {res.id}.json")
         except CorruptFileError as err:
             warnings.warn(f"skipping {path}: {err}", RuntimeWarning, stacklevel=2)
             if skipped is not None:
@@ -365,6 +415,11 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     cached = load_result(cfg, results_dir)
     if cached is not None:
         return cached
+    from .claims import wait_while_claimed            # claims.py imports this module
+    if wait_while_claimed(cfg, results_dir, log=log):  # a sweep was computing it: its result, if it wrote one
+        cached = load_result(cfg, results_dir)
+        if cached is not None:
+            return cached
     path = result_path(cfg, results_dir)
     ensure_writable_folder(path)                        # fail now, not after hours of training
     ensure_writable_folder(checkpoint_path(cfg, checkpoint_dir))
@@ -412,6 +467,7 @@ def analyse(model, data, cfg: ExperimentConfig, device) -> tuple[dict, dict, dic
     analysis = contextlib.ExitStack()          # constrained weights computed once for the whole analysis
     analysis.enter_context(parametrize.cached())
     test = evaluate(model, data.loader("test", batch_size=eval_batch_size(device)), device)
+    check_not_diverged("test", test["loss"], test["classes"], nonfinite=test["nonfinite"], lr=cfg.train.lr)
     indices = iterative_convergence_indices(model, _index_loader(data, cfg.index_size),
                                            **dict(cfg.index_options))
     if cfg.index_performance:                  # block swaps scored by the loss, not by the state

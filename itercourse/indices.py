@@ -77,7 +77,7 @@ import torch
 
 from .errors import check_choice, check_int
 from .lipschitz import block_map_growth
-from .training import correct_mask, task_loss
+from .training import check_labels, correct_mask, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states
 
 KINDS = ("state", "performance")
@@ -92,6 +92,7 @@ CONVERGENT_C = 1.0 - RATE_MAX   # the same criterion on C = 1 - rho
 CONVERGENT_D = 0.8       # criterion: the second half of the extra iterations keeps >= 80% of the accuracy
 GROWTH_ITERATIONS = 20   # power-iteration steps for the block map's Jacobian growth rate
 GROWTH_EXAMPLES = 64     # examples (of the first batch) whose Jacobian growth is measured
+MAX_DEPTH_FACTOR = 1000  # the deepest iteration the indices may ask for: 1000x the trained depth
 
 
 # ---------------------------------------------------------------- checks and helpers
@@ -102,7 +103,7 @@ def _check_factors(depth_factors) -> tuple:
     if not isinstance(depth_factors, (tuple, list)) or len(depth_factors) == 0:
         raise TypeError(f"depth_factors={depth_factors!r} must be a non-empty tuple of integers >= 2, e.g. (2, 4)")
     for f in depth_factors:
-        check_int("depth_factors[i]", f, minimum=2)
+        check_int("depth_factors[i]", f, minimum=2, maximum=MAX_DEPTH_FACTOR)
     return tuple(sorted(set(int(f) for f in depth_factors)))
 
 
@@ -190,6 +191,9 @@ def _pair(item, model):
     check = getattr(model, "_check_input", None)       # channels and dtype, as model(x) checks them
     if check is not None:
         check(item[0])
+    classes = getattr(getattr(model, "fc", None), "out_features", None)
+    if classes is not None:                            # torch's own errors for bad labels name nothing
+        check_labels(item[1], classes, len(item[0]))
     return item
 
 

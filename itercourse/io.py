@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,10 @@ import torch
 
 class CorruptFileError(RuntimeError):
     """A file exists but is truncated, corrupted or not in the expected format."""
+
+
+class UnsafeFileError(CorruptFileError):
+    """A torch file holds objects other than tensors and plain containers: unpickling it could run code."""
 
 
 def ensure_writable_folder(path: str | os.PathLike) -> Path:
@@ -71,11 +76,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError) and not isinstance(err, (NotADirectoryError, IsADirectoryError)):
+            # a full disk or a quota says ENOSPC without a name: say which file, and that nothing changed
+            raise type(err)(err.errno, f"{err.strerror or err} while writing {str(path)!r} "
+                                       f"({len(data)} bytes); nothing was written and the previous file, if "
+                                       "any, is intact: free some space or choose another folder") from err
         raise
     return path
 
@@ -135,10 +145,25 @@ def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def torch_load_verified(path: str | os.PathLike, map_location=None) -> Any:
-    """Load a file written by :func:`atomic_torch_save`, raising ``CorruptFileError`` if damaged."""
+    """Load a file written by :func:`atomic_torch_save`, raising ``CorruptFileError`` if damaged.
+
+    The file is unpickled with ``weights_only=True``: only tensors and plain containers (dicts,
+    lists, tuples, numbers, strings) load. The checksum has no key (anyone can recompute it), so it
+    proves the file is whole, not who wrote it; a crafted file that would run code when unpickled is
+    refused with :class:`UnsafeFileError` and nothing in it runs.
+    """
     path = Path(path)
     blob = path.read_bytes()
     data, trailer = blob[:-64], blob[-64:]
     if len(blob) < 64 or _digest(data).encode() != trailer:
         raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file is truncated or corrupted")
-    return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()
+        raise UnsafeFileError(
+            f"path={str(path)!r} was refused: it holds objects other than tensors and plain containers, "
+            "and unpickling them could run code (torch.load(weights_only=True) says: "
+            f"{next((l for l in first if 'Unsupported' in l or 'global' in l), first[0] if first else err)}). "
+            "Allowed: checkpoints written by itercourse. Nothing in it was run; delete it if you did not "
+            "write it") from None

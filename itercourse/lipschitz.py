@@ -377,15 +377,22 @@ def apply_spectral_norm(model: nn.Module, coeff: float, flavour: str = "operator
 
 
 def branch_lipschitz_report(model: nn.Module, x: torch.Tensor | None = None, *, n_iter: int = 30) -> list[dict]:
-    """Per block: the upper bound on ``Lip(F)`` and, given images ``x``, the Jacobian estimate at its inputs."""
+    """Per block: the upper bound on ``Lip(F)`` and, given images ``x``, the Jacobian estimate at its inputs.
+
+    The bound of a convolution depends on the size of its input, so with ``x`` it is computed for the
+    states those images give (not for ``input_size``), and each row says the shape (``input_shape``).
+    """
     shapes, rows = _block_input_shapes(model, None), []
     states = None
     if x is not None:
         with eval_mode(model), torch.no_grad():
             states = stage_states(model, x)
+        shapes = [tuple(st[0].shape[1:]) for st in states]        # the (C, H, W) the blocks really saw
     for s, stage in enumerate(model.stages):
         for i, block in enumerate(stage.blocks):
             row = {"stage": s, "block": i, "bound": branch_lipschitz_bound(block, shapes[s])}
+            if x is not None:
+                row["input_shape"] = list(shapes[s])
             if states is not None:
                 row["estimate"] = branch_lipschitz_estimate(block, states[s][i], n_iter=n_iter)
             rows.append(row)

@@ -25,9 +25,13 @@ from torch import nn
 
 from .blocks import BRANCH_NORMS, POST_ACTIVATED, SHORTCUTS, UNITS, ResidualUnit, conv3x3
 from .contraction import InjectedContraction, InjectionEntry
-from .errors import check_choice, check_int, check_positive, check_positive_int, check_range
+from .errors import check_choice, check_finite, check_int, check_positive, check_positive_int, check_range
 from .lipschitz import FLAVOURS, apply_spectral_norm
-from .walk import Stage, stage_states, trajectory
+from .walk import Stage, check_schedules, stage_states, trajectory
+
+# The most parameters a config may ask for (fp32: 4 GB of weights, about 16 GB to train with momentum):
+# checked from the config before any tensor is allocated.
+MAX_PARAMETERS = 1_000_000_000
 
 # "zero": the last layer of every same-shape block's branch starts at zero (its conv's weight, or the
 # weight of its batch norm when the branch ends with one), so each block starts as the identity map
@@ -110,6 +114,13 @@ class ResNetConfig:
             if self.spectral_coeff is None or not 0 < self.spectral_coeff < 1:
                 raise ValueError(f"block_map='contraction' needs spectral_coeff=c in (0, 1) (the contraction "
                                  f"rate bound of G); got spectral_coeff={self.spectral_coeff!r}")
+        for name in ("shortcut_scale", "branch_scale", "gate_bias"):
+            check_finite(name, getattr(self, name))
+        size = estimated_parameters(self)
+        if size > MAX_PARAMETERS:
+            raise ValueError(f"widths={self.widths!r} with blocks={self.blocks!r} would need about {size:.3g} "
+                             f"parameters ({4 * size / 2**30:.3g} GiB in fp32) before training; allowed: at most "
+                             f"{MAX_PARAMETERS:.0e} (CIFAR ResNets use widths like (16, 32, 64))")
 
     @classmethod
     def cifar(cls, depth: int = 20, **overrides) -> "ResNetConfig":
@@ -131,6 +142,17 @@ class ResNetConfig:
         convs = 3 if self.bottleneck else 2
         units = sum(self.blocks) + sum(1 for s in range(len(self.blocks)) if _has_transition(self, s))
         return 2 + convs * units
+
+
+def estimated_parameters(cfg: ResNetConfig) -> int:
+    """About how many parameters ``cfg``'s convolutions hold (an upper estimate), computed without allocating."""
+    per_unit = lambda c: 9 * (c // 4) ** 2 + 2 * (c // 4) * c if cfg.bottleneck else 18 * c * c  # noqa: E731
+    total, c_in = 9 * cfg.in_channels * cfg.widths[0], cfg.widths[0]
+    for s, n in enumerate(cfg.blocks):
+        c = _stage_channels(cfg, s)
+        total += (n + 1) * per_unit(c) + c_in * c          # n blocks, a transition and its projection
+        c_in = c
+    return total + c_in * cfg.num_classes
 
 
 def _stage_channels(cfg: ResNetConfig, s: int) -> int:
@@ -258,6 +280,7 @@ class ResNet(nn.Module):
             for stage in self.stages:
                 h = stage(h)
             return self.readout(h)
+        check_schedules(schedules, len(self.stages))
         for s, stage in enumerate(self.stages):
             h = stage(h, schedules.get(s))
         return self.readout(h)

@@ -15,6 +15,35 @@ def is_multilabel(logits: torch.Tensor, y: torch.Tensor) -> bool:
     return y.is_floating_point() and y.shape == logits.shape
 
 
+def check_labels(y, num_classes: int, batch: int | None = None, name: str = "y") -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``y`` are labels for ``num_classes`` outputs.
+
+    Allowed: integer class indices of shape (B,) in 0..C-1, or multi-hot floats of shape (B, C).
+    Reads two numbers back to the host (a check for evaluation, never for the training step).
+    """
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of labels; got {type(y).__name__}")
+    if batch is not None and len(y) != batch:
+        raise ValueError(f"{name} has {len(y)} labels but the batch has {batch} examples; pass the labels of "
+                         "the same batch (one per example)")
+    allowed = f"class indices (B,) in 0..{num_classes - 1} (an integer dtype), or multi-hot floats " \
+              f"(B, {num_classes})"
+    if y.is_floating_point():
+        if y.dim() != 2 or y.shape[1] != num_classes:
+            raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}) is not allowed; allowed: {allowed} "
+                             "(float class indices: y.long())")
+        if y.numel() and not bool(torch.isfinite(y).all()):
+            raise ValueError(f"{name} holds NaN or inf; allowed: {allowed}")
+        return
+    if y.dtype == torch.bool or y.is_complex() or y.dim() != 1:
+        raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}) is not allowed; allowed: {allowed}")
+    if y.numel():
+        lo, hi = (int(v) for v in torch.aminmax(y))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(f"{name} (dtype {y.dtype}, shape {tuple(y.shape)}, values {lo}..{hi}) is not allowed; "
+                             f"allowed: {allowed}")
+
+
 def task_loss(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0,
               reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy for class labels, per-class binary cross-entropy for multi-hot labels."""

@@ -37,10 +37,11 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int, check_positive, check_range
-from .training import correct_mask, evaluate, flip_margin, task_loss
+from .training import check_labels, correct_mask, evaluate, flip_margin, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states, without
 
 COMPARISONS = ("unroll", "last_block")
+MAX_EXTRA_STEPS = 10_000     # extra block applications an unrolling may ask for (each is a forward pass)
 
 
 # ---------------------------------------------------------------- results
@@ -162,11 +163,20 @@ def _check_batch(x, y=None, *, need_y: bool = True, classes: int | None = None) 
     if len(y) != len(x):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}; x and y must be the same batch "
                          "(len(y) == len(x))")
-    if classes is not None and not y.is_floating_point() and (y.dim() != 1 or int(y.min()) < 0
-                                                               or int(y.max()) >= classes):
-        raise ValueError(f"y (dtype {y.dtype}, shape {tuple(y.shape)}, values {int(y.min())}..{int(y.max())}) "
-                         f"is not allowed; labels must be class indices (B,) in 0..{classes - 1}, or "
-                         f"multi-hot floats (B, {classes})")
+    if classes is not None:
+        check_labels(y, classes)
+
+
+def _check_images(model, x) -> None:
+    """``x`` as the model takes it (4-d, its channels and dtype) and finite: NaN in, NaN out, silently."""
+    check = getattr(model, "_check_input", None)
+    if check is not None:
+        check(x)
+    elif x.dim() != 4:
+        raise ValueError(f"x must be a 4-d image batch (B, C, H, W); got shape {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x holds NaN or inf values; allowed: finite images (check the data and its "
+                         "normalisation)")
 
 
 def _check_stage(model, stage) -> int:
@@ -192,7 +202,7 @@ def _check_steps(extra_steps) -> tuple:
     if not steps:
         raise ValueError("extra_steps=() is empty; give at least one integer >= 0, e.g. (0, 1, 5, 20)")
     for k in steps:
-        check_int("extra_steps[i]", k, minimum=0)
+        check_int("extra_steps[i]", k, minimum=0, maximum=MAX_EXTRA_STEPS)
     return tuple(sorted(set(int(k) for k in steps)))
 
 
@@ -224,6 +234,7 @@ def gradient_alignment(model, x: torch.Tensor, y: torch.Tensor | None, *, loss_f
     """
     check_model(model)
     _check_batch(x, y, need_y=loss_fn is None, classes=getattr(getattr(model, "fc", None), "out_features", None))
+    _check_images(model, x)
     y = y.to(device_of(model)) if isinstance(y, torch.Tensor) else y        # labels follow the model
     loss_fn = loss_fn or (lambda logits, target: task_loss(logits, target, reduction="sum"))
     with eval_mode(model), torch.enable_grad():
@@ -257,6 +268,7 @@ def norm_ratios(model, x: torch.Tensor) -> PerBlock:
     """
     check_model(model)
     _check_batch(x, need_y=False)
+    _check_images(model, x)
     with eval_mode(model):
         states = stage_states(model, x.to(device_of(model)))
     ratios = []
@@ -379,7 +391,7 @@ def borderline_examples(model, loader, *, threshold: float = 0.1, compare: str =
     check_range("threshold", threshold, 0.0, 1.0, low_open=True)
     check_choice("compare", compare, COMPARISONS)
     s = _check_stage(model, stage)
-    check_int("extra_steps", extra_steps, minimum=1 if compare == "unroll" else 0)
+    check_int("extra_steps", extra_steps, minimum=1 if compare == "unroll" else 0, maximum=MAX_EXTRA_STEPS)
     check_positive("scale", scale)
     if compare == "last_block":
         extra_steps, scale = 0, 1.0

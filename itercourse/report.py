@@ -87,13 +87,47 @@ def metric_of(r, metric: str) -> float:
     return float("nan") if v is None else float(v)
 
 
+def splitting_fields(results) -> list:
+    """Config fields (dotted) other than the seed that differ between runs of one (constraint, coupling) cell.
+
+    Runs that differ in such a field are not replicates, so :func:`cells` keys them apart.
+    """
+    from dataclasses import asdict, is_dataclass
+    from .config_id import _canonical, canonical_config, flat
+    if not results or not all(is_dataclass(r.config) for r in results):
+        return []                                      # synthetic results: cells by constraint and coupling
+    flats = [flat(canonical_config(asdict(r.config))) for r in results]
+    base = [(constraint_of(r), coupling_of(r)) for r in results]
+    ignore = {"seed", "train.seed", "train.coupling", "model.spectral_coeff"}
+    out = []
+    for k in sorted(set().union(*flats) - ignore):
+        groups: dict = {}
+        for b, f in zip(base, flats):
+            groups.setdefault(b, set()).add(repr(_canonical(f.get(k))))
+        if any(len(v) > 1 for v in groups.values()):
+            out.append(k)
+    return out
+
+
+def _field_value(r, dotted: str):
+    from dataclasses import asdict
+    from .config_id import canonical_config, flat
+    return flat(canonical_config(asdict(r.config))).get(dotted)
+
+
 def cells(results, metric: str = "final_test_acc") -> dict:
-    """``{(constraint, coupling): {"values", "mean", "sd", "n", "min", "max"}}`` over seeds."""
+    """``{(constraint, coupling, *other): {"values", "mean", "sd", "n", "min", "max"}}`` over seeds.
+
+    ``other`` names every further field that differs within a (constraint, coupling) pair
+    (``"train.lr=0.05"``, :func:`splitting_fields`): only seeds of one config are averaged.
+    """
+    split = splitting_fields(results)
     groups: dict = {}
     for r in results:
-        groups.setdefault((constraint_of(r), coupling_of(r)), []).append(metric_of(r, metric))
+        other = tuple(f"{k}={_field_value(r, k)}" for k in split)
+        groups.setdefault((constraint_of(r), coupling_of(r), *other), []).append(metric_of(r, metric))
     out = {}
-    for key in sorted(groups, key=lambda k: (k[0] != "none", k[0], k[1])):
+    for key in sorted(groups, key=lambda k: (k[0] != "none", k[0], k[1], k[2:])):
         v = np.array(groups[key], dtype=float)
         out[key] = {"values": v.tolist(), "mean": float(np.nanmean(v)), "n": int(np.isfinite(v).sum()),
                     "sd": spread(v), "min": float(np.nanmin(v)), "max": float(np.nanmax(v))}
@@ -212,8 +246,12 @@ def grid_table(results, metrics=("final_test_acc",) + INDEX_KEYS) -> MarkdownTex
     """One row per grid cell: mean ± sd over seeds (n seeds) of each metric."""
     metrics = [m for m in metrics if m == "final_test_acc" or any(m in r.indices for r in results)]
     tables = {m: cells(results, m) for m in metrics}
-    head = ["constraint", "coupling"] + [m.replace("final_test_acc", "test accuracy") for m in metrics]
-    rows = [(key[0], f"{key[1]:g}", *[_fmt(tables[m][key]) for m in metrics]) for key in tables[metrics[0]]]
+    keys = list(tables[metrics[0]])
+    other = any(len(k) > 2 for k in keys)              # cells also told apart by other fields
+    head = ["constraint", "coupling"] + (["other fields"] if other else []) + \
+        [m.replace("final_test_acc", "test accuracy") for m in metrics]
+    rows = [(key[0], f"{key[1]:g}", *([", ".join(key[2:])] if other else []), *[_fmt(tables[m][key]) for m in metrics])
+            for key in keys]
     return markdown_table(head, rows)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import json
+import math
 import multiprocessing as mp
 import os
 import tempfile
@@ -32,7 +34,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_positive_int
-from .claims import SweepFailed, claim, failure_path, failures, release, watch_parent
+from .claims import SweepFailed, claim, failure_path, failures, holder, release, waiting_line, watch_parent
+from .config_id import _canonical, canonical_config, flat
 from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
 from .io import atomic_write_json
 from .models import ResNetConfig
@@ -41,6 +44,7 @@ from .presets import PRESETS, grid_yaml  # noqa: F401 (re-exported: sweeps.PRESE
 from .smoke import is_smoke
 
 EXECUTORS = ("local", "submitit")
+MAX_CONFIGS = 10_000          # the most configs one grid may expand to (checked before any is built)
 
 
 # ---------------------------------------------------------------- grids
@@ -61,6 +65,7 @@ def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
     for k in keys:
         if not isinstance(grid[k], (list, tuple)) or len(grid[k]) == 0:
             raise ValueError(f"grid[{k!r}]={grid[k]!r} must be a non-empty list of values")
+    _check_grid_size(math.prod(len(grid[k]) for k in keys), {k: len(grid[k]) for k in keys})
     configs = []
     for values in itertools.product(*(grid[k] for k in keys)):
         d = copy.deepcopy(base)
@@ -76,6 +81,20 @@ def expand_grid(base: dict, grid: dict) -> list[ExperimentConfig]:
 
 
 _GRID_ALIASES = {"coupling": "train.coupling", "spectral_coeff": "model.spectral_coeff"}
+
+
+def _check_grid_size(n: int, sizes) -> None:
+    if n > MAX_CONFIGS:
+        raise ValueError(f"the grid expands to {n} configs ({sizes}); allowed: at most {MAX_CONFIGS} configs "
+                         "per grid: split it into several grid files (experiments)")
+
+
+def grid_labels(configs) -> list:
+    """``[c.label(configs) for c in configs]`` in O(n): the fields that vary are found once."""
+    flats = [flat(canonical_config(asdict(c))) for c in configs]
+    keys = set().union(*flats) if flats else set()
+    varying = {k for k in keys if len({json.dumps(_canonical(f.get(k)), sort_keys=True) for f in flats}) > 1}
+    return [c.label(varying=varying) for c in configs]
 
 
 def _grid_keys() -> list:
@@ -135,6 +154,9 @@ def expand_grids(base: dict, grids) -> list[ExperimentConfig]:
         return expand_grid(base, grids)
     if not isinstance(grids, (list, tuple)) or not grids:
         raise ValueError(f"grid={grids!r} must be a mapping or a non-empty list of mappings")
+    sizes = [math.prod(len(v) for v in g.values() if isinstance(v, (list, tuple))) if isinstance(g, dict) else 0
+             for g in grids]
+    _check_grid_size(sum(sizes), sizes)
     configs = [c for g in grids for c in expand_grid(base, g)]
     return sorted(configs, key=lambda c: c.seed)
 
@@ -224,7 +246,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
     pending = [c for c in configs if not is_done(c, results_dir) and c.id not in failed_before]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc="grid", disable=not progress)
     args = lambda c: (asdict(c), str(results_dir), str(checkpoint_dir), device, str(data_root), threads)
-    deferred = []                                     # claimed by another sweep: waited for below
+    deferred, announced = [], set()                   # claimed by another sweep: waited for below
 
     if executor == "submitit" and pending:
         import submitit                                # imported only when chosen
@@ -261,6 +283,10 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
         if is_done(c, results_dir) or failure_path(c, results_dir).exists():
             continue
         if _run_claimed(c, results_dir, checkpoint_dir, device, data_root, log) == "claimed":
+            held = holder(c, results_dir)
+            if held is not None and c.id not in announced:       # never wait in silence
+                announced.add(c.id)
+                (log or print)(waiting_line(c, held))
             deferred.append(c)
             time.sleep(poll_s)
     bar.close()

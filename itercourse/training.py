@@ -16,6 +16,7 @@ correct when its k highest-scoring classes are exactly its k digits
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,13 +26,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .coupling import GradientCoupling, make_blocks_identical
-from .objectives import correct_mask, count_correct, flip_margin, is_multilabel, task_loss  # noqa: F401 (re-exported)
-from .errors import check_bool, check_choice, check_device, check_int, check_positive, check_positive_int, check_range
-from .io import CorruptFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
+from .objectives import check_labels, correct_mask, count_correct, flip_margin, is_multilabel, task_loss  # noqa: F401 (re-exported)
+from .errors import (DivergedError, check_bool, check_choice, check_device, check_int, check_positive,  # noqa: F401
+                     check_positive_int, check_range)
+from .io import CorruptFileError, UnsafeFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified
 from .walk import device_of, eval_mode
 
 SCHEDULES = ("cosine", "step", "constant")
 REFERENCE_BATCH = 128         # linear_lr: the batch size a recipe's learning rate is stated for
+# A mean loss above DIVERGED_FACTOR * max(1, ln C) (C classes; chance is ln C for softmax, C ln 2 for
+# C sigmoids) is absurd: no run that learns passes through it, so training stops with DivergedError.
+DIVERGED_FACTOR = 1e4
 
 
 @dataclass(frozen=True)
@@ -181,17 +186,59 @@ def evaluate(model: torch.nn.Module, loader, device=None, **forward_kw) -> dict:
     device = resolve_device(device) if device is not None else device_of(model)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)      # summed on the device,
     correct = torch.zeros((), dtype=torch.int64, device=device)         # read once at the end
-    n = 0
+    nonfinite = torch.zeros((), dtype=torch.int64, device=device)       # examples with a NaN/inf logit
+    n, classes = 0, None
     with eval_mode(model):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             logits = model(x, **forward_kw)
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                raise ValueError(f"model(x) returned {tuple(getattr(logits, 'shape', ())) or type(logits).__name__}; "
+                                 "evaluate() needs logits of shape (B, classes)")
+            classes = logits.shape[1]
+            check_labels(y, classes, len(logits))         # torch's own errors name no argument
             loss_sum += task_loss(logits, y, reduction="sum").double()
             correct += correct_mask(logits, y).sum()
+            nonfinite += (~torch.isfinite(logits)).any(1).sum()
             n += len(y)
     if n == 0:
         raise ValueError("loader yielded no examples; evaluate() needs at least one batch")
-    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n}
+    return {"loss": loss_sum.item() / n, "acc": correct.item() / n, "n": n,
+            "nonfinite": int(nonfinite.item()), "classes": classes}
+
+
+def loss_bound(num_classes: int) -> float:
+    """The mean loss above which a run counts as diverged: ``DIVERGED_FACTOR * max(1, ln C)``."""
+    return DIVERGED_FACTOR * max(1.0, math.log(max(1, num_classes)))
+
+
+def check_not_diverged(what: str, loss: float, num_classes: int, *, nonfinite: int = 0, epoch=None,
+                       lr=None) -> None:
+    """Raise :class:`DivergedError` when ``loss`` is non-finite or above :func:`loss_bound`, or logits were NaN/inf."""
+    bound = loss_bound(num_classes)
+    where = f" in epoch {epoch}" if epoch is not None else ""
+    if nonfinite:
+        why = f"{nonfinite} example(s) have NaN or inf logits{where}"
+    elif not math.isfinite(loss):
+        why = f"the {what} loss is {loss}{where}"
+    elif loss > bound:
+        why = f"the {what} loss is {loss:.4g}{where}, above {bound:.4g} = {DIVERGED_FACTOR:g} x max(1, ln {num_classes})"
+    else:
+        return
+    hint = f"Lower lr={lr:g} (or add warmup_steps)" if lr is not None else "Lower the learning rate"
+    raise DivergedError(f"training diverged: {why}; allowed: a finite loss below {bound:.4g} and finite "
+                        f"logits. {hint}")
+
+
+def data_fingerprint(data) -> str:
+    """What a checkpoint's data was: shapes, dtypes and a SHA-256 of up to 64 evenly spaced rows of each split."""
+    h = hashlib.sha256()
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        t = getattr(data, name)
+        rows = t[:: max(1, len(t) // 64)][:64].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+        h.update(rows.view(torch.uint8).numpy().tobytes() if rows.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
@@ -216,16 +263,15 @@ def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
 
 # ---------------------------------------------------------------- the loop
 
-class DivergedError(ValueError):
-    """Training produced a non-finite loss: the run diverged (learning rate too high, for instance)."""
-
-
-def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture) -> dict:
-    """What a checkpoint belongs to: the recipe and the architecture (config, or parameter shapes)."""
+def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture, data=None) -> dict:
+    """What a checkpoint belongs to: the recipe, the architecture (config, or parameter shapes) and the data."""
     recipe = {**asdict(cfg), "coupling": cfg.coupling or 0.0}
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return {"train": repr(sorted(recipe.items())),
-            "architecture": repr(sorted(architecture.items())) if architecture is not None else repr(shapes)}
+    owner = {"train": repr(sorted(recipe.items())),
+             "architecture": repr(sorted(architecture.items())) if architecture is not None else repr(shapes)}
+    if data is not None:
+        owner["data"] = data_fingerprint(data)
+    return owner
 
 
 def make_step(model, optimizer, scaler, coupling, amp_dtype, device, label_smoothing: float = 0.0):
@@ -294,6 +340,11 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                         "not a tuple of tensors")
     if checkpoint is not None:                  # a bad path fails now, not after the first epoch
         ensure_writable_folder(checkpoint)
+    multilabel = data.train_labels.is_floating_point() and data.train_labels.dim() == 2
+    if multilabel and cfg.label_smoothing:
+        raise ValueError(f"label_smoothing={cfg.label_smoothing!r} does nothing on multi-label data "
+                         f"({getattr(data, 'name', 'these labels')}: one sigmoid per class); allowed: "
+                         "label_smoothing=0.0 for multi-label data")
     device = resolve_device(device)
     model.to(device)
     data = data.to(device)
@@ -325,29 +376,34 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     if graphs:
         step_fn = compile_step(step_fn, device)
     history, start, rng_state = History(), 0, None
+    owner_now = _checkpoint_owner(cfg, model, architecture, data) if checkpoint is not None else None
     total_steps = cfg.epochs * len(train_loader)
 
     # Phase 0: resume from the last complete epoch, if a checkpoint exists.
     if checkpoint is not None and Path(checkpoint).exists():
         try:
             state = torch_load_verified(checkpoint, map_location=device)
+        except UnsafeFileError:
+            raise                                   # refused, not silently replaced: the user must look
         except CorruptFileError as err:
             log(f"ignoring unusable checkpoint ({err}); starting from scratch")
         except FileNotFoundError:
             pass
         else:
-            owner, stored = _checkpoint_owner(cfg, model, architecture), state.get("owner")
+            owner, stored = owner_now, state.get("owner")
             if stored is None and "train_config" in state:      # written before checkpoints had an owner
                 same_shapes = {k: tuple(v.shape) for k, v in state["model"].items()} == \
                     {k: tuple(v.shape) for k, v in model.state_dict().items()}
                 old = state["train_config"]
                 stored = {"train": repr(sorted({**old, "coupling": old.get("coupling") or 0.0}.items())),
                           "architecture": owner["architecture"] if same_shapes else "other shapes"}
+            if isinstance(stored, dict) and "data" not in stored:     # written before checkpoints owned data
+                stored = {**stored, "data": owner["data"]}
             if stored != owner:
-                which = "no record of its run" if stored is None else " and ".join(
-                    k for k in ("train", "architecture") if stored.get(k) != owner[k]) + " differ"
+                which = "no record of its run" if not isinstance(stored, dict) else " and ".join(
+                    k for k in ("train", "architecture", "data") if stored.get(k) != owner[k]) + " differ"
                 raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run ({which}); "
-                                 "allowed: a checkpoint written by this TrainConfig and architecture. "
+                                 "allowed: a checkpoint written by this TrainConfig, architecture and data. "
                                  "Move or delete it, or pass another checkpoint path")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -396,6 +452,9 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                 raise DivergedError(f"training diverged: the train loss is {loss_sum / n} in epoch {epoch + 1}; "
                                     f"allowed: a finite loss. Lower lr={cfg.lr:g} (or add warmup_steps)")
             test = evaluate(model, test_loader, device)
+            check_not_diverged("train", loss_sum / n, test["classes"], epoch=epoch + 1, lr=cfg.lr)
+            check_not_diverged("test", test["loss"], test["classes"], nonfinite=test["nonfinite"],
+                               epoch=epoch + 1, lr=cfg.lr)
             history.epoch.append(epoch + 1)
             history.lr.append(float(optimizer.param_groups[0]["lr"]))
             history.train_loss.append(loss_sum / n)
@@ -411,7 +470,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
                         "cpu": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
                     "history": history.as_dict(), "epoch": epoch, "train_config": asdict(cfg),
-                    "owner": _checkpoint_owner(cfg, model, architecture)})
+                    "owner": owner_now})
     if channels_last:
         model.to(memory_format=torch.contiguous_format)
     model.eval()

@@ -38,6 +38,21 @@ def depth_schedule(n: int, t: int) -> list[int]:
     return list(range(min(t, n))) + [n - 1] * max(0, t - n)
 
 
+def check_schedules(schedules, n_stages: int) -> None:
+    """Raise unless ``schedules`` is a dict whose keys are stage indices in ``0..n_stages-1``.
+
+    A key out of range (``{7: [0]}`` for a three-stage network, or ``{-1: ...}``) would be ignored
+    silently: refuse it. The schedules themselves are checked by each stage.
+    """
+    if not isinstance(schedules, dict):
+        raise TypeError(f"schedules={schedules!r} must be a dict {{stage index: list of block indices}}, "
+                        "e.g. {2: [0, 1, 2, 2]}")
+    bad = [k for k in schedules if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < n_stages]
+    if bad:
+        raise ValueError(f"schedules has stage key(s) {bad}; allowed: stage indices 0..{n_stages - 1} for this "
+                         f"network of {n_stages} stages")
+
+
 def without(n: int, i: int) -> list[int]:
     """The schedule of ``n`` blocks with block ``i`` left out."""
     return [j for j in range(n) if j != i]
@@ -123,6 +138,10 @@ def check_model(model, *, every_stage: bool = False) -> None:
                         "need model.stem, model.stages[s].transition, model.stages[s].blocks and "
                         "model.readout, as built by itercourse.build_resnet (or adapted by "
                         "itercourse.from_torchvision)")
+    if any(p.is_meta for p in itertools.chain(model.parameters(), model.buffers())):
+        raise ValueError(f"model={type(model).__name__} has parameters on the meta device (shapes without "
+                         "values); allowed: a model with real weights, e.g. model.to_empty(device='cpu') and "
+                         "then load_state_dict(...)")
     if sum(len(s.blocks) for s in stages) == 0:
         raise ValueError(f"model={type(model).__name__} has no same-shape blocks in any stage; "
                          "the measurements need at least one block")
@@ -154,6 +173,8 @@ def stage_states(model, x: torch.Tensor, schedules: dict | None = None, *,
     ``schedules`` maps a stage index to the block schedule it runs (default:
     all blocks in order); ``upto=s`` stops after stage ``s``.
     """
+    if schedules:
+        check_schedules(schedules, len(model.stages))
     schedules = schedules or {}
     stages = list(model.stages)
     stages = stages if upto is None else stages[:upto % len(stages) + 1]

@@ -24,6 +24,7 @@ needs "a folder you cannot write to" uses a path whose parent is a regular
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -120,6 +121,50 @@ def train_twice(t: Path, **second):
 
 def _api(module: str, name: str):
     return getattr(pytest.importorskip(module), name)
+
+
+def evil_pt(t: Path) -> Path:
+    """A checkpoint whose unpickling would create a folder (any code at all); checksum trailer recomputed."""
+    from itercourse.io import atomic_torch_save
+    return atomic_torch_save(t / "ckpt.pt", {"model": Evil(str(t / "code-ran"))})
+
+
+class Evil:
+    def __init__(self, target: str):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (self.target,)
+
+
+def tv_resnet():
+    import torchvision
+    return torchvision.models.resnet18(num_classes=10)
+
+
+def own_forward_resnet():
+    import torchvision
+
+    class OwnForward(torchvision.models.ResNet):
+        def forward(self, x):
+            return 2 * super().forward(x)
+    return OwnForward(torchvision.models.resnet.BasicBlock, [1, 1, 1, 1])
+
+
+def emptied_resnet():
+    net = tv_resnet()
+    net.layer3 = torch.nn.Sequential()
+    return net
+
+
+def train_on_other_data(t: Path):
+    """Train with a checkpoint on one draw of images, then resume it on another (issue 25, item 4)."""
+    from itercourse.data import load_dataset
+    TrainConfig, train = _api(M("training"), "TrainConfig"), _api(M("training"), "train")
+    cfg = TrainConfig(epochs=1, batch_size=8, fast=False, augment=False)
+    train(tiny_model(), tiny_data(t), cfg, checkpoint=t / "ckpt.pt", progress=False, log=lambda *a: None)
+    other = load_dataset("digitclutter", root=str(t / "data"), train_size=16, test_size=8, seed=1)
+    return train(tiny_model(), other, cfg, checkpoint=t / "ckpt.pt", progress=False)
 
 
 # ------------------------------------------------------------------ the table
@@ -412,6 +457,62 @@ CASES = [
         TypeError, ("fast='false'", "True or False")),
     Bad("load-results-of-a-missing-folder", lambda t: _api(M("experiments"), "load_results")("grid", t),
         FileNotFoundError, ("experiment='grid'", "no results folder", "sweep")),
+    # ---- issue 25: no silent wrong results, round 3
+    Bad("checkpoint-that-would-run-code", lambda t: _api(M("io"), "torch_load_verified")(evil_pt(t)),
+        _api(M("io"), "UnsafeFileError"), ("ckpt.pt", "refused", "could run code", "Nothing in it was run"),
+        absent=("code-ran",)),
+    Bad("schedule-stage-key-out-of-range", lambda t: tiny_model()(torch.zeros(1, 1, 32, 32), schedules={7: [0]}),
+        ValueError, ("stage key(s) [7]", "0..1")),
+    Bad("schedule-stage-key-negative", lambda t: tiny_model()(torch.zeros(1, 1, 32, 32), schedules={-1: [0, 1]}),
+        ValueError, ("stage key(s) [-1]", "0..1")),
+    Bad("shortcut-scale-nan", lambda t: _api(M("models"), "ResNetConfig")(shortcut_scale=NAN),
+        ValueError, ("shortcut_scale=nan", "finite")),
+    Bad("branch-scale-inf", lambda t: _api(M("models"), "ResNetConfig")(branch_scale=float("inf")),
+        ValueError, ("branch_scale=inf", "finite")),
+    Bad("gate-bias-minus-inf", lambda t: _api(M("models"), "ResNetConfig")(gate_bias=float("-inf")),
+        ValueError, ("gate_bias=-inf", "finite")),
+    Bad("widths-a-million", lambda t: _api(M("models"), "ResNetConfig")(widths=(10**6,) * 3),
+        ValueError, ("widths=(1000000, 1000000, 1000000)", "parameters", "at most 1e+09")),
+    Bad("from-torchvision-own-forward", lambda t: _api(M("adapters"), "from_torchvision")(own_forward_resnet()),
+        TypeError, ("OwnForward", "forward", "logits would differ")),
+    Bad("from-torchvision-empty-layer", lambda t: _api(M("adapters"), "from_torchvision")(emptied_resnet()),
+        ValueError, ("model.layer3 is empty", "at least one block")),
+    Bad("adapter-wrong-channels", lambda t: _api(M("adapters"), "from_torchvision")(tv_resnet())(
+        torch.zeros(1, 1, 32, 32)), ValueError, ("x has 1 channels", "conv1 takes 3")),
+    Bad("adapter-fp16-input", lambda t: _api(M("adapters"), "from_torchvision")(tv_resnet())(
+        torch.zeros(1, 3, 32, 32, dtype=torch.float16)), TypeError, ("torch.float16", "torch.float32")),
+    Bad("norm-ratios-nan-input", lambda t: _api(M("refinement"), "norm_ratios")(
+        tiny_model(), torch.full((2, 1, 32, 32), NAN)), ValueError, ("x holds NaN or inf", "finite images")),
+    Bad("alignment-3d-input", lambda t: _api(M("refinement"), "gradient_alignment")(
+        tiny_model(), torch.zeros(1, 32, 32), torch.tensor([0])), ValueError, ("4-d image batch", "(1, 32, 32)")),
+    Bad("unroll-a-billion-steps", lambda t: _api(M("refinement"), "unroll_accuracy")(
+        tiny_model(), tiny_loader(t), extra_steps=(10**9,)), ValueError, ("extra_steps[i]=1000000000", "..10000")),
+    Bad("indices-depth-factor-huge", lambda t: _api(M("indices"), "iterative_convergence_indices")(
+        tiny_model(), tiny_loader(t), depth_factors=(10**6,)), ValueError, ("depth_factors[i]=1000000", "..1000")),
+    Bad("evaluate-label-out-of-range", lambda t: _api(M("training"), "evaluate")(
+        tiny_model(), [(torch.zeros(2, 1, 32, 32), torch.tensor([0, 10]))]), ValueError, ("values 0..10", "0..9")),
+    Bad("evaluate-float-class-indices", lambda t: _api(M("training"), "evaluate")(
+        tiny_model(), [(torch.zeros(2, 1, 32, 32), torch.tensor([0.0, 3.0]))]),
+        ValueError, ("dtype torch.float32, shape (2,)", "class indices (B,) in 0..9", "y.long()")),
+    Bad("indices-label-out-of-range", lambda t: _api(M("indices"), "iterative_convergence_indices")(
+        tiny_model(), [(torch.zeros(2, 1, 32, 32), torch.tensor([0, -1]))]), ValueError, ("values -1..0", "0..9")),
+    Bad("model-on-the-meta-device", lambda t: _api(M("refinement"), "norm_ratios")(
+        tiny_model().to("meta"), torch.zeros(1, 1, 32, 32)), ValueError, ("meta device", "to_empty")),
+    Bad("label-smoothing-on-digitclutter-config", lambda t: dataclasses.replace(
+        tiny_experiment(), train=_api(M("training"), "TrainConfig")(label_smoothing=0.1)),
+        ValueError, ("train.label_smoothing=0.1", "multi-label", "label_smoothing=0.0")),
+    Bad("label-smoothing-on-multi-label-data", lambda t: _api(M("training"), "train")(
+        tiny_model(), tiny_data(t), _api(M("training"), "TrainConfig")(label_smoothing=0.1, epochs=1, batch_size=8),
+        progress=False), ValueError, ("label_smoothing=0.1", "multi-label", "label_smoothing=0.0")),
+    Bad("lipschitz-cap-for-other-image-size", lambda t: dataclasses.replace(
+        tiny_experiment(), model=_api(M("models"), "ResNetConfig")(
+            in_channels=1, widths=(4, 4), blocks=(2, 2), branch_norm="none", spectral_coeff=0.9),
+        dataset_options={"size": 64}),
+        ValueError, ("input_size=32", "64x64", "allowed: input_size=64")),
+    Bad("grid-of-a-million-configs", lambda t: _api(M("sweeps"), "expand_grid")(
+        {"model": {"in_channels": 1}}, {"seed": list(range(1000)), "train.lr": [0.1] * 1000}),
+        ValueError, ("1000000 configs", "at most 10000")),
+    Bad("resume-on-other-data", lambda t: train_on_other_data(t), ValueError, ("ckpt.pt", "data differ")),
 ]
 
 
@@ -518,6 +619,11 @@ CLI_CASES = [
     BadCli("digitclutter-preview-not-png",
            lambda t: ["digitclutter", "--n", "4", "--out", str(t / "c.npz"), "--preview", str(t / "p.jpg")],
            ("--preview", "p.jpg", ".png")),
+    BadCli("run-widths-a-million", lambda t: ["run", "--widths", "1000000", "1000000", "1000000"],
+           ("--widths", "1000000", "parameters", "at most 1e+09")),
+    BadCli("sweep-grid-too-large", lambda t: ["sweep", str(grid_file(
+        t, "experiment: x\nmodel: {in_channels: 1}\ngrid: {seed: %s, train.lr: %s}\n"
+        % (list(range(200)), [0.1 + i / 1000 for i in range(100)])))], ("20000 configs", "at most 10000")),
     BadCli("sweep-grid-with-a-tab", lambda t: ["sweep", str(grid_file(t, "experiment: x\ngrid:\n\tseed: [0]\n"))],
            ("grid.yaml", "line 3", "no TABs")),
 ]
