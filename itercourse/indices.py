@@ -225,7 +225,7 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
     deep = [[zero() for _ in measured] for _ in ns]               # correct count at depth f n, per factor
     growth = [None for _ in ns]                                   # Jacobian growth of the last block, batch 1
 
-    with eval_mode(model):
+    with eval_mode(model), torch.no_grad():          # measurements only: no graph (at 16x depth it held GBs)
         for item in loader:
             x, y = _pair(item, model)
             x, y = x.to(device), y.to(device)
@@ -262,9 +262,8 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                         state_sq[s][t] += _sq(hs[t])
                     h, last, marks = hs[n], st.blocks[n - 1], {f * n: k for k, f in enumerate(measured)}
                     if growth[s] is None:                         # the linearised block map at h_n
-                        with torch.enable_grad():
-                            growth[s] = block_map_growth(last, h[:GROWTH_EXAMPLES], n_iter=GROWTH_ITERATIONS,
-                                                         seed=seed + s)
+                        growth[s] = block_map_growth(last, h[:GROWTH_EXAMPLES], n_iter=GROWTH_ITERATIONS,
+                                                     seed=seed + s)
                     for t in range(n, F * n):                     # extra steps of the last block
                         h_next = last(h)
                         step_sq[s][t] += _sq(h_next - h)
