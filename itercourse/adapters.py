@@ -17,6 +17,7 @@ and :mod:`itercourse.indices` runs on it.
 from __future__ import annotations
 
 import torch
+import torchvision
 from torch import nn
 
 from .walk import Stage, check_schedules
@@ -82,7 +83,6 @@ def from_torchvision(model: nn.Module) -> TorchvisionResNet:
     if not isinstance(model, nn.Module) or missing:
         raise TypeError(f"model={type(model).__name__} is not a torchvision ResNet (it lacks {missing}); "
                         "pass e.g. torchvision.models.resnet18(num_classes=10)")
-    import torchvision
     base = torchvision.models.ResNet
     own = [m for m in ("forward", "_forward_impl") if getattr(type(model), m, None) is not getattr(base, m)]
     if own:

@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from .experiments import ExperimentConfig, is_done, result_path
+from .config_id import result_path
 from .io import atomic_create_bytes, read_json
 
 HEARTBEAT_S = 60.0          # how often the owner of a claim touches it
@@ -35,12 +35,12 @@ class SweepFailed(RuntimeError):
     """Some configs of a sweep failed (each recorded in ``<id>.failed.json``); the others ran."""
 
 
-def failure_path(cfg: ExperimentConfig, results_dir="results") -> Path:
+def failure_path(cfg, results_dir="results") -> Path:
     """Where a failed config's record goes: ``<id>.failed.json`` beside the results."""
     return result_path(cfg, results_dir).with_suffix(".failed.json")
 
 
-def claim_path(cfg: ExperimentConfig, results_dir="results") -> Path:
+def claim_path(cfg, results_dir="results") -> Path:
     """The claim (lock) file of a config being computed: ``<id>.claim`` beside the results."""
     return result_path(cfg, results_dir).with_suffix(".claim")
 
@@ -96,7 +96,7 @@ def _heartbeat(path: Path, stop: threading.Event) -> None:
             return
 
 
-def claim(cfg: ExperimentConfig, results_dir) -> bool:
+def claim(cfg, results_dir) -> bool:
     """Claim ``cfg`` atomically and exclusively; False when a live process holds it.
 
     A stale claim (see :func:`is_stale`) is taken over. While held, a thread touches the claim
@@ -126,7 +126,7 @@ def claim(cfg: ExperimentConfig, results_dir) -> bool:
     return False
 
 
-def release(cfg: ExperimentConfig, results_dir) -> None:
+def release(cfg, results_dir) -> None:
     path = claim_path(cfg, results_dir)
     stop = _beats.pop(str(path), None)
     if stop is not None:
@@ -137,7 +137,7 @@ def release(cfg: ExperimentConfig, results_dir) -> None:
         pass
 
 
-def holder(cfg: ExperimentConfig, results_dir) -> dict | None:
+def holder(cfg, results_dir) -> dict | None:
     """The live owner of ``cfg``'s claim (pid, host, time), or None when it is free, stale or this process's."""
     path = claim_path(cfg, results_dir)
     try:
@@ -151,14 +151,14 @@ def holder(cfg: ExperimentConfig, results_dir) -> dict | None:
     return held
 
 
-def waiting_line(cfg: ExperimentConfig, held: dict) -> str:
+def waiting_line(cfg, held: dict) -> str:
     """``waiting for <id> held by <host>/<pid> since <time>``: what a waiting sweep or run prints."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held.get("time", 0))))
     return (f"waiting for {cfg.id} ({cfg.label()}) held by {held.get('host')}/{held.get('pid')} since {since} "
             f"(another sweep or run is computing it; its claim is {cfg.id}.claim)")
 
 
-def wait_while_claimed(cfg: ExperimentConfig, results_dir, *, log=print, poll_s: float = 5.0) -> bool:
+def wait_while_claimed(cfg, results_dir, *, log=print, poll_s: float = 5.0) -> bool:
     """Wait, saying so once, while another live process holds ``cfg``'s claim; True if there was one."""
     held = holder(cfg, results_dir)
     if held is None:
@@ -176,20 +176,3 @@ def watch_parent(parent: int) -> None:
             time.sleep(1.0)
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
-
-
-def failures(configs, results_dir="results") -> list:
-    """The recorded failures (``<id>.failed.json``) of ``configs``: dicts with ``id``, ``label``, ``error``.
-
-    A record whose config has a verified result since (computed by another sweep or a rerun) is out of
-    date and not counted.
-    """
-    out = []
-    for c in configs:
-        try:
-            record = read_json(failure_path(c, results_dir))
-        except (FileNotFoundError, ValueError, RuntimeError):
-            continue
-        if not is_done(c, results_dir):
-            out.append(record)
-    return out

@@ -26,6 +26,7 @@ import copy
 import hashlib
 import inspect
 import json
+from pathlib import Path
 
 from .digitclutter import make_digitclutter
 
@@ -37,6 +38,25 @@ NEUTRAL_FIELDS: dict = {
     ("model", "block_map"): "residual",
     ("model", "contraction_step"): 1.0,
 }
+
+# ---------------------------------------------------------------- the files named by a config's id
+
+def result_path(cfg, results_dir="results") -> Path:
+    """Where ``run(cfg)`` keeps its result: ``results_dir/<experiment>/<id>.json``."""
+    return Path(results_dir) / cfg.experiment / f"{cfg.id}.json"
+
+
+def weights_path(cfg, results_dir="results") -> Path:
+    """Where ``run(cfg)`` keeps the trained weights: ``results_dir/<experiment>/<id>.pt`` (beside the result)."""
+    return Path(results_dir) / cfg.experiment / f"{cfg.id}.pt"
+
+
+def checkpoint_path(cfg, checkpoint_dir="checkpoints") -> Path:
+    """Where training checkpoints ``cfg`` every epoch: ``checkpoint_dir/<experiment>/<id>.pt``."""
+    return Path(checkpoint_dir) / cfg.experiment / f"{cfg.id}.pt"
+
+
+# ---------------------------------------------------------------- canonical form and hash
 
 def flat(d: dict, prefix: str = "") -> dict:
     """A nested dict as one level of dotted keys (lists as tuples): ``{"train.lr": 0.1, ...}``."""

@@ -40,7 +40,9 @@ from . import __version__
 from .coupling import block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
-from .config_id import canonical_config, check_parameters, flat, hash_of, spellings
+from .claims import wait_while_claimed
+from .config_id import (canonical_config, check_parameters, checkpoint_path, flat, hash_of, result_path, spellings,
+                        weights_path)
 from .indices import iterative_convergence_indices, recurrence_index
 from .io import (CorruptFileError, atomic_torch_save, atomic_write_json, ensure_writable_folder, read_json,
                  torch_load_verified)
@@ -289,16 +291,6 @@ def _without_neutral_unknowns(d: dict) -> dict:
     return {**d, "config": stripped} if same else d
 
 
-def result_path(cfg: ExperimentConfig, results_dir="results") -> Path:
-    """Where ``run(cfg)`` keeps its result: ``results_dir/<experiment>/<id>.json``."""
-    return Path(results_dir) / cfg.experiment / f"{cfg.id}.json"
-
-
-def weights_path(cfg: ExperimentConfig, results_dir="results") -> Path:
-    """Where ``run(cfg)`` keeps the trained weights: ``results_dir/<experiment>/<id>.pt`` (beside the result)."""
-    return Path(results_dir) / cfg.experiment / f"{cfg.id}.pt"
-
-
 def load_weights(cfg: ExperimentConfig, results_dir="results", *, device=None):
     """The trained model of ``cfg``, rebuilt from its config and its saved weights (checksum verified,
     loaded with ``weights_only=True``); ``FileNotFoundError`` if the run kept no weights."""
@@ -311,10 +303,6 @@ def load_weights(cfg: ExperimentConfig, results_dir="results", *, device=None):
     state = torch_load_verified(path, map_location=device)
     model.load_state_dict(state)
     return model
-
-
-def checkpoint_path(cfg: ExperimentConfig, checkpoint_dir="checkpoints") -> Path:
-    return Path(checkpoint_dir) / cfg.experiment / f"{cfg.id}.pt"
 
 
 def load_result(cfg: ExperimentConfig, results_dir="results", *, warn: bool = True) -> Result | None:
@@ -415,7 +403,6 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     cached = load_result(cfg, results_dir)
     if cached is not None:
         return cached
-    from .claims import wait_while_claimed            # claims.py imports this module
     if wait_while_claimed(cfg, results_dir, log=log):  # a sweep was computing it: its result, if it wrote one
         cached = load_result(cfg, results_dir)
         if cached is not None:

@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import asdict, is_dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from .config_id import _canonical, canonical_config, flat
+from .indices import CONVERGENT_C, CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent  # noqa: F401
 
 INDEX_KEYS = ("recurrence", "recurrence_performance", "convergence", "divergence")
 INDEX_RANGES = {"recurrence": (-1.05, 1.05), "recurrence_performance": (-1.05, 1.05),
@@ -36,8 +40,7 @@ INDEX_TITLES = {"recurrence": "recurrence index (state)", "recurrence_performanc
 # ---------------------------------------------------------------- convergence as a threshold
 
 # The criterion lives with the indices it reads (itercourse.indices: is_convergent, RATE_MAX,
-# CONVERGENT_C = 1 - RATE_MAX, CONVERGENT_D); it is imported here for the verdicts and tables.
-from .indices import CONVERGENT_C, CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent  # noqa: E402,F401
+# CONVERGENT_C = 1 - RATE_MAX, CONVERGENT_D); report imports it for the verdicts and tables.
 
 
 # ---------------------------------------------------------------- seed statistics
@@ -92,8 +95,6 @@ def splitting_fields(results) -> list:
 
     Runs that differ in such a field are not replicates, so :func:`cells` keys them apart.
     """
-    from dataclasses import asdict, is_dataclass
-    from .config_id import _canonical, canonical_config, flat
     if not results or not all(is_dataclass(r.config) for r in results):
         return []                                      # synthetic results: cells by constraint and coupling
     flats = [flat(canonical_config(asdict(r.config))) for r in results]
@@ -110,8 +111,6 @@ def splitting_fields(results) -> list:
 
 
 def _field_value(r, dotted: str):
-    from dataclasses import asdict
-    from .config_id import canonical_config, flat
     return flat(canonical_config(asdict(r.config))).get(dotted)
 
 

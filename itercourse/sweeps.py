@@ -34,10 +34,10 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_positive_int
-from .claims import SweepFailed, claim, failure_path, failures, holder, release, waiting_line, watch_parent
+from .claims import SweepFailed, claim, failure_path, holder, release, waiting_line, watch_parent
 from .config_id import _canonical, canonical_config, flat
 from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
-from .io import atomic_write_json
+from .io import atomic_write_json, read_json
 from .models import ResNetConfig
 from .training import TrainConfig
 from .presets import PRESETS, grid_yaml  # noqa: F401 (re-exported: sweeps.PRESETS)
@@ -206,6 +206,23 @@ def _run_job(cfg_dict: dict, results_dir: str, checkpoint_dir: str, device, data
         torch.set_num_threads(threads)
     cfg = ExperimentConfig.from_dict(cfg_dict)
     return _run_claimed(cfg, results_dir, checkpoint_dir, device, data_root)
+
+
+def failures(configs, results_dir="results") -> list:
+    """The recorded failures (``<id>.failed.json``) of ``configs``: dicts with ``id``, ``label``, ``error``.
+
+    A record whose config has a verified result since (computed by another sweep or a rerun) is out of
+    date and not counted.
+    """
+    out = []
+    for c in configs:
+        try:
+            record = read_json(failure_path(c, results_dir))
+        except (FileNotFoundError, ValueError, RuntimeError):
+            continue
+        if not is_done(c, results_dir):
+            out.append(record)
+    return out
 
 
 def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint_dir="checkpoints",

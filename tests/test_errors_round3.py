@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from itercourse import __main__ as cli
-from itercourse import claims
+from itercourse import claims, sweeps
 from itercourse import experiments as ex
 from itercourse import training
 from itercourse.errors import DivergedError
@@ -242,7 +242,7 @@ def test_run_honours_a_sweeps_claim(tmp_path, monkeypatch):
         waited.append(c.id)
         write(fake_result(c), Path(results_dir))
         return True
-    monkeypatch.setattr(claims, "wait_while_claimed", fake_wait)
+    monkeypatch.setattr(ex, "wait_while_claimed", fake_wait)
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained a config a sweep was computing"))
     res = ex.run(cfg, tmp_path / "r", tmp_path / "ck", data_root=str(tmp_path / "d"), progress=False)
     assert waited == [cfg.id] and res.id == cfg.id
@@ -302,7 +302,7 @@ def test_an_out_of_date_failure_record_does_not_fail_the_sweep(tmp_path):
     cfg = tiny()
     write(fake_result(cfg), tmp_path)
     atomic_write_json(claims.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
-    assert claims.failures([cfg], tmp_path) == []
+    assert sweeps.failures([cfg], tmp_path) == []
     assert [r.id for r in sweep([cfg], results_dir=tmp_path, progress=False)] == [cfg.id]
 
 

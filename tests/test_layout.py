@@ -4,7 +4,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "itercourse"
 OPTIONAL = {"otter", "otter.assign", "otter.api", "submitit"}   # imported only where they are used
-MAX_LINES = 450
+MAX_LINES = 800     # a hint that a module may hold two ideas, never the reason to cut one (STYLE.md)
 
 
 def _modules():
