@@ -361,12 +361,23 @@ def check_first_screen(driver) -> list[str]:
 
 
 def check_code_width(driver) -> list[str]:
-    """No code block scrolls sideways: code wraps, or fits, in the content column."""
-    return [f"code block scrolls sideways ({w} px of content in {c} px): {t}"
-            for w, c, t in driver.execute_script("""
-        return Array.from(document.querySelectorAll('article div.highlight pre, article .cell_input pre'))
+    """Chapter code fits the column unwrapped; printed output is never wrapped (it scrolls in its box).
+
+    A code cell's lines (at most 79 characters) must fit without scrolling or
+    wrapping; a cell's printed output keeps its layout (``white-space: pre``)
+    and may scroll inside its own box. Code blocks in the text (shell
+    commands, solutions) may scroll inside their box.
+    """
+    problems = [f"code block scrolls sideways ({w} px of content in {c} px): {t}"
+                for w, c, t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_input pre'))
             .filter(p => p.getClientRects().length > 0 && p.scrollWidth > p.clientWidth + 1)
             .map(p => [p.scrollWidth, p.clientWidth, p.textContent.trim().split('\\n')[0].slice(0, 60)]);""")]
+    problems += [f"code or output wraps its lines (white-space: {ws}): {t}" for ws, t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_input pre, article .cell_output pre'))
+            .filter(p => p.getClientRects().length > 0 && !['pre', 'nowrap'].includes(getComputedStyle(p).whiteSpace))
+            .map(p => [getComputedStyle(p).whiteSpace, p.textContent.trim().split('\\n')[0].slice(0, 60)]);""")]
+    return problems
 
 
 def check_tables(driver) -> list[str]:

@@ -150,6 +150,11 @@ BAD_CELLS = [
                                  "text/plain": "<prints>"})]),
     # a fixed-width box in the text: wider than a phone screen, not in a box that scrolls
     _md('<div style="width: 700px; background: #eee">a fixed-width box wider than a phone</div>'),
+    # a code cell with a line far longer than 79 characters: it scrolls sideways
+    _code("x = 1  # " + "long " * 40, []),
+    # printed output that wraps its lines
+    _code("wrapped()", [_display({"text/html": '<div class="highlight"><pre style="white-space: pre-wrap">'
+                                               + "aligned " * 40 + "</pre></div>", "text/plain": "<wrapped>"})]),
     # a code block that cannot wrap, and a wide table clipped by its box
     _code("wide()", [_display({"text/html": '<div class="highlight"><pre style="white-space: pre; overflow-x: auto">'
                                             + "x = 1  # " + "long " * 60 + "</pre></div>"
@@ -210,7 +215,7 @@ EXPECTED_BAD = {
     "console": ["Uncaught TypeError", "cdn.example.invalid"],
     "offline": ["https://cdn.example.invalid/lib.js"],
     "explorers": ["explorer shows nothing", "widget_explorer()"],
-    "code": ["code block scrolls sideways"],
+    "code": ["code block scrolls sideways", "wraps its lines"],
     "tables": ["is clipped"],
     "pipe tables": ["pipe table shown as text"],
     "outputs": ["output split into 2 boxes"],
