@@ -230,10 +230,19 @@ class MarkdownText(str):
         return str(self)
 
 
+def _table_cell(value) -> str:
+    """One cell of a pipe table: a ``|`` inside it escaped, line breaks made spaces."""
+    return str(value).replace("\\|", "|").replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> MarkdownText:
-    """A markdown table: one header row, one row per item of ``rows``."""
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    """A markdown (pipe) table: one header row, one row per item of ``rows``.
+
+    A ``|`` inside a header or a cell (``max |W_i - W_0|``) is escaped, so
+    it cannot split the cell and break the table.
+    """
+    lines = ["| " + " | ".join(_table_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_table_cell(c) for c in row) + " |" for row in rows]
     return MarkdownText("\n".join(lines))
 
 

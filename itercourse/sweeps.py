@@ -16,6 +16,7 @@ or (in smoke mode) a tiny grid trained in a temporary folder.
 """
 from __future__ import annotations
 
+import atexit
 import copy
 import dataclasses
 import itertools
@@ -23,6 +24,7 @@ import json
 import math
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -331,9 +333,39 @@ class GridResults:
     committed: bool        # True: the repository's committed results; False: trained now (temporary folder)
 
 
-def find_results_dir() -> Path | None:
-    """The repository's ``results/`` folder as a relative path, seen from the root or from ``book/``."""
-    return next((p / "results" for p in (Path("."), Path("..")) if (p / "results").is_dir()), None)
+INSTALLED_RESULTS = "_results"   # the committed results/ as installed with the package (setup.py copies them)
+
+
+def find_results_dir(*, required: bool = False) -> Path | None:
+    """The committed results the book reads, found from any working directory.
+
+    In this order: ``results/`` in the working directory or its parent (a
+    clone, seen from its root or from ``book/``); the copy installed with the
+    package (``itercourse/_results``, from ``pip install git+...``); the
+    ``results/`` of the repository the package is imported from (an editable
+    install, ``pip install -e .``). So a chapter opened alone, as Colab opens
+    it, reads the same committed results as the book. Returns ``None`` when
+    there are none, or with ``required=True`` raises ``FileNotFoundError``
+    naming the places it looked.
+    """
+    package = Path(__file__).resolve().parent
+    repo = package.parent
+    places = [Path("results"), Path("..") / "results", package / INSTALLED_RESULTS]
+    if (repo / "pyproject.toml").is_file():                  # imported from a clone (editable install)
+        places.append(repo / "results")
+    found = next((p for p in places if p.is_dir()), None)
+    if found is None and required:
+        raise FileNotFoundError("no committed results found; looked in " + ", ".join(str(p) for p in places)
+                                + ". Install the package with its results (pip install "
+                                "'itercourse @ git+https://github.com/itercourse/itercourse') or run from a clone.")
+    return found
+
+
+def _temporary_folder(name: str) -> Path:
+    """A new temporary folder ``<tmp>/<name>_*``, removed when the Python process (the kernel) exits."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    return tmp
 
 
 def committed_or_sweep(configs, smoke_configs=None, *, results_dir=None, require: bool = False,
@@ -344,7 +376,7 @@ def committed_or_sweep(configs, smoke_configs=None, *, results_dir=None, require
     committed folder: ``require=True`` raises ``FileNotFoundError`` naming the
     sweep command (``preset``) that computes them; otherwise the smoke grid
     (default: ``configs``) is trained in a temporary folder, never the
-    committed one.
+    committed one. The temporary folder is removed when the process exits.
     """
     configs = list(configs)
     folder = Path(results_dir) if results_dir is not None else find_results_dir()
@@ -355,7 +387,7 @@ def committed_or_sweep(configs, smoke_configs=None, *, results_dir=None, require
         missing = [c.label() for c in configs if folder is None or not is_done(c, folder)]
         raise FileNotFoundError(f"{len(missing)} of {len(configs)} results are missing from {folder}: {missing}. "
                                 f"Run: python -m itercourse sweep --preset {preset or '<name>'}")
-    tmp = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    tmp = _temporary_folder(name)
     results = sweep(configs if smoke_configs is None else smoke_configs, results_dir=tmp,
                     checkpoint_dir=tmp / "checkpoints", data_root=tmp / "data", progress=False,
                     log=lambda *a: None)

@@ -17,6 +17,15 @@ in a classroom with no connection. On every page:
   slider figure instead);
 - code blocks do not scroll sideways; a table wider than the column scrolls
   inside a box whose scrollbar is drawn;
+- tables: no paragraph is a pipe table shown as text (a printed
+  ``markdown_table`` must render as a table);
+- outputs: no cell's printed output is split into one box per print call;
+- captions: every figure a cell draws is numbered and captioned (myst-nb
+  figure metadata), kernel-free slider frames aside;
+- phone: at 390 px the page is no wider than the screen
+  (``document.documentElement.scrollWidth``), nothing sticks out of the
+  screen outside a box that scrolls, and every slider is usable (at least
+  100 px wide, its frame's name on at most three lines);
 - nothing is requested from another origin, and the console has no severe
   message at all (uncaught errors, failed loads, blocked requests);
 - no error output: no traceback, ``.output.error``/``.traceback`` or Sphinx
@@ -352,12 +361,23 @@ def check_first_screen(driver) -> list[str]:
 
 
 def check_code_width(driver) -> list[str]:
-    """No code block scrolls sideways: code wraps, or fits, in the content column."""
-    return [f"code block scrolls sideways ({w} px of content in {c} px): {t}"
-            for w, c, t in driver.execute_script("""
-        return Array.from(document.querySelectorAll('article div.highlight pre, article .cell_input pre'))
+    """Chapter code fits the column unwrapped; printed output is never wrapped (it scrolls in its box).
+
+    A code cell's lines (at most 79 characters) must fit without scrolling or
+    wrapping; a cell's printed output keeps its layout (``white-space: pre``)
+    and may scroll inside its own box. Code blocks in the text (shell
+    commands, solutions) may scroll inside their box.
+    """
+    problems = [f"code block scrolls sideways ({w} px of content in {c} px): {t}"
+                for w, c, t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_input pre'))
             .filter(p => p.getClientRects().length > 0 && p.scrollWidth > p.clientWidth + 1)
             .map(p => [p.scrollWidth, p.clientWidth, p.textContent.trim().split('\\n')[0].slice(0, 60)]);""")]
+    problems += [f"code or output wraps its lines (white-space: {ws}): {t}" for ws, t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_input pre, article .cell_output pre'))
+            .filter(p => p.getClientRects().length > 0 && !['pre', 'nowrap'].includes(getComputedStyle(p).whiteSpace))
+            .map(p => [getComputedStyle(p).whiteSpace, p.textContent.trim().split('\\n')[0].slice(0, 60)]);""")]
+    return problems
 
 
 def check_tables(driver) -> list[str]:
@@ -384,6 +404,79 @@ def check_tables(driver) -> list[str]:
             else if (bar < 4) out.push(`scrolls without a visible scrollbar: ${first}`);
         });
         return out;""")]
+
+
+PHONE = (390, 844)         # a phone screen in CSS pixels: no page may be wider
+
+
+def check_pipe_tables(driver) -> list[str]:
+    """Tables that reached the page as text: a paragraph made of ``| a | b |`` rows (a broken pipe table)."""
+    return [f"pipe table shown as text: {t}" for t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article p'))
+            .filter(p => p.textContent.split('\\n').filter(l => /^\\s*\\|.*\\|\\s*$/.test(l)).length >= 2
+                      || /^\\s*\\|[^|]+\\|[^|]+\\|.*\\|\\s*\\|?\\s*-{3}/.test(p.textContent))
+            .map(p => p.textContent.trim().replace(/\\s+/g, ' ').slice(0, 70));""")]
+
+
+def check_split_outputs(driver) -> list[str]:
+    """A cell's printed output split into several boxes (one per print call) instead of one block."""
+    return [f"output split into {n} boxes: {t}" for n, t in driver.execute_script("""
+        const found = [];
+        document.querySelectorAll('.cell_output').forEach(c => {
+            const kids = Array.from(c.children), runs = [];
+            let run = 0;
+            kids.forEach((e, i) => {
+                const same = i && e.classList.contains('stream') && kids[i - 1].classList.contains('stream');
+                run = same ? run + 1 : (e.classList.contains('stream') ? 1 : 0);
+                if (same) runs.push(run);
+            });
+            if (runs.length) found.push([Math.max(...runs), c.textContent.trim().slice(0, 60)]);
+        });
+        return found;""")]
+
+
+def check_captions(driver) -> list[str]:
+    """Every figure a cell draws is numbered and captioned (myst-nb figure metadata); slider frames aside."""
+    return [f"figure without a number and caption: {t}" for t in driver.execute_script("""
+        return Array.from(document.querySelectorAll('article .cell_output img'))
+            .filter(i => !(i.closest('.cell_output').querySelector('input[type=range]')))
+            .filter(i => { const f = i.closest('figure'); const c = f && f.querySelector('figcaption');
+                           return !(c && /\\d/.test((c.querySelector('.caption-number') || {}).textContent || '')); })
+            .map(i => (i.getAttribute('alt') || i.getAttribute('src') || '?').slice(0, 70));""")]
+
+
+_PHONE_JS = """
+    const vw = document.documentElement.clientWidth, out = [];
+    if (document.documentElement.scrollWidth > vw + 1)
+        out.push(`page is ${document.documentElement.scrollWidth} px wide on a ${vw} px screen`);
+    document.querySelectorAll('article *').forEach(e => {
+        if (!e.getClientRects().length) return;
+        const r = e.getBoundingClientRect();
+        if (r.right <= vw + 1 || r.width === 0) return;
+        for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+            if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(a).overflowX))
+                if (a.getBoundingClientRect().right <= vw + 1) return;
+        if (e.parentElement && e.parentElement.getBoundingClientRect().right > vw + 1) return;  // report the outermost
+        out.push(`${e.tagName.toLowerCase()} reaches ${r.right | 0} px: ${(e.textContent || '').trim().slice(0, 50)}`);
+    });
+    document.querySelectorAll('.cell_output input[type=range]').forEach(s => {
+        if (!s.getClientRects().length) return;
+        const w = s.getBoundingClientRect().width, v = s.parentElement.querySelector('span');
+        const lh = v ? parseFloat(getComputedStyle(v).lineHeight) || 20 : 20;
+        if (w < 100) out.push(`slider is only ${w | 0} px wide`);
+        if (v && v.getBoundingClientRect().height > 3.5 * lh) out.push(`slider label wraps onto ${Math.round(v.getBoundingClientRect().height / lh)} lines`);
+    });
+    return out;"""
+
+
+def check_phone(driver, url: str) -> list[str]:
+    """At a phone's width (390 px): no page wider than the screen, nothing sticking out of it, sliders usable."""
+    driver.set_window_size(*PHONE)
+    try:
+        open_page(driver, url)
+        return [f"at {PHONE[0]} px: {p}" for p in driver.execute_script(_PHONE_JS)]
+    finally:
+        driver.set_window_size(*WINDOW)
 
 
 def check_errors(driver) -> list[str]:
@@ -539,6 +632,8 @@ def page_problems(driver, url: str, docname: str, book: Path, colab: tuple[str, 
              "errors": check_errors(driver), "images": check_images(driver),
              "figures": check_figures(driver, notebook if is_notebook else None),
              "explorers": check_explorers(driver), "code": check_code_width(driver), "tables": check_tables(driver),
+             "pipe tables": check_pipe_tables(driver), "outputs": check_split_outputs(driver),
+             "captions": check_captions(driver) if is_notebook else [],
              "offline": check_offline(driver), "console": check_console(driver)}
     if is_notebook:
         repo, branch, path = colab
@@ -546,6 +641,7 @@ def page_problems(driver, url: str, docname: str, book: Path, colab: tuple[str, 
             driver, f"https://colab.research.google.com/github/{repo}/blob/{branch}/{path}/{docname}.ipynb")
     found["sliders"] = check_sliders(driver)       # clicks last: they change the page
     found["solutions"] = check_solutions(driver)
+    found["phone"] = check_phone(driver, url)      # reloads the page at 390 px
     return found
 
 
@@ -633,7 +729,8 @@ def test_browser_checks_pass_the_good_page(fixture_site, driver):
     found = page_problems(driver, s.url + "good.html", "good", book, (fixture_book.REPO, "main", "book"))
     assert not any(found.values()), "\n" + _report(found)
     assert set(found) == {"first screen", "maths", "errors", "images", "figures", "explorers", "code", "tables",
-                          "offline", "console", "colab", "sliders", "solutions"}
+                          "pipe tables", "outputs", "captions", "offline", "console", "colab", "sliders",
+                          "solutions", "phone"}
 
 
 @needs_browser

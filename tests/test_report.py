@@ -1,5 +1,6 @@
 """Reporting: one spread convention, markdown tables, claim verdicts (chapters 2 and 7) with known answers."""
 import math
+import re
 
 import pytest
 import torch
@@ -20,6 +21,15 @@ def test_markdown_table_is_text_that_jupyter_renders():
     t = markdown_table(["a", "b"], [(1, 2), ("x", "y")])
     assert t == "| a | b |\n|---|---|\n| 1 | 2 |\n| x | y |"
     assert t._repr_markdown_() == str(t)
+
+
+def test_markdown_table_escapes_pipes_in_headers_and_cells():
+    t = markdown_table(["max |W_i - W_0|", "b"], [("x|y", "a\nb")])
+    head, rule, row = t.splitlines()
+    assert head == "| max \\|W_i - W_0\\| | b |" and row == "| x\\|y | a b |"
+    # every row has as many unescaped pipes as the rule: the table cannot break
+    n = rule.count("|")
+    assert all(len(re.findall(r"(?<!\\)\|", line)) == n for line in (head, row))
 
 
 def test_chapter_2_statistics():

@@ -109,7 +109,7 @@ def test_unroll_figure_and_coupling_figure_fit_the_column():
 
 
 def test_diagram_labels_stay_inside_their_boxes():
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH / 6, 3.7))     # one of six diagrams a row
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH / 6, 3.7), layout="constrained")   # one of six a row
     draw_unit("preact", "identity", ax=ax)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -132,3 +132,97 @@ def test_index_panels_two_a_row_in_the_column():
     assert len(visible) == 4 and fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
     assert len({round(ax.get_position().x0, 3) for ax in visible}) == 2      # two columns
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ drawn for the page (issue 24)
+
+def test_the_book_style_is_set_when_viz_is_imported():
+    from itercourse.viz.style import BOOK_RC, DPI, MIN_FONT_PT
+
+    assert matplotlib.rcParams["figure.dpi"] == DPI >= 150
+    for key in ("xtick.labelsize", "ytick.labelsize", "legend.fontsize", "font.size"):
+        assert matplotlib.rcParams[key] == BOOK_RC[key] and BOOK_RC[key] >= MIN_FONT_PT
+    assert matplotlib.rcParams["figure.figsize"][0] <= COLUMN_WIDTH
+
+
+def _no_small_text(fig):
+    """No text below 9 pt, and none cut off by the figure's edge."""
+    from matplotlib.text import Text
+
+    from itercourse.viz.style import small_texts
+
+    small = small_texts(fig)
+    assert not small, f"text below 9 pt: {small[:5]}"
+    renderer = fig.canvas.get_renderer()
+    box = fig.bbox
+    texts = list(fig.texts) + [t for leg in fig.legends for t in leg.get_texts()]
+    for ax in fig.axes:                           # titles, labels, notes, legends (tick labels are clipped)
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        texts += list(ax.get_legend().get_texts()) if ax.get_legend() else []
+    for sub in getattr(fig, "subfigs", []):
+        texts += list(sub.texts)
+    for t in texts:
+        if isinstance(t, Text) and t.get_visible() and t.get_text().strip():
+            e = t.get_window_extent(renderer)
+            assert box.x0 - 1 <= e.x0 and e.x1 <= box.x1 + 1, f"text cut off at the edge: {t.get_text()!r}"
+
+
+def test_unit_diagrams_fit_the_column_with_readable_text():
+    from itercourse.blocks import SHORTCUTS, UNITS
+    from itercourse.viz.diagrams import unit_diagrams
+
+    fig = unit_diagrams({"placements": [(u, "identity", u) for u in UNITS],
+                         "shortcuts": [("original", s, s) for s in SHORTCUTS]})
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
+    assert fig.get_size_inches()[1] <= 10
+    _no_small_text(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.patches]
+    assert len(axes) == len(UNITS) + len(SHORTCUTS)
+    for ax in axes:                               # every layer name inside its box
+        boxes = [p.get_window_extent(renderer) for p in ax.patches if isinstance(p, plt.Rectangle)]
+        for text in ax.texts:
+            if text.get_text() in ("BN", "ReLU") or text.get_text().startswith("conv"):
+                inner = text.get_window_extent(renderer)
+                assert any(b.x0 <= inner.x0 and inner.x1 <= b.x1 for b in boxes), text.get_text()
+    titles = sorted((ax.title.get_window_extent(renderer) for ax in axes), key=lambda b: (b.y0, b.x0))
+    for a, b in zip(titles, titles[1:]):          # neighbouring titles of a row do not overlap
+        if abs(a.y0 - b.y0) < 1:
+            assert a.x1 <= b.x0, "panel titles overlap"
+    plt.close(fig)
+
+
+def test_arms_figure_stacks_its_panels_in_the_column():
+    from test_verdicts import fabricate
+
+    from itercourse.viz.grid_plots import arms_figure, plot_curves
+
+    results = fabricate(lambda *k: 0.7, lambda *k: 0.1)
+    fig = arms_figure(results)
+    width, height = fig.get_size_inches()
+    assert width <= COLUMN_WIDTH + 1e-9 and height <= 11
+    assert len({round(ax.get_position().x0, 3) for ax in fig.axes}) == 2      # two columns, four rows
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes)
+    _no_small_text(fig)
+    plt.close(fig)
+    for r in results:
+        r.history = type("H", (), {"train_acc": [0.3, 0.6], "test_acc": [0.2, 0.5]})()
+    fig = plot_curves(results)[0].figure
+    assert fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
+    _no_small_text(fig)
+    plt.close(fig)
+
+
+def test_figures_of_the_chapters_have_text_of_at_least_9_pt():
+    from test_report import fake_results
+
+    from itercourse.viz.plots import plot_indices
+
+    figs = [unroll_figure("one", _unroll("contract", stop=12), [0.5, 0.4], [0, 10], k=10),
+            plot_sharing_at_init(_init(4, 1.0), title="t"),
+            plot_indices(fake_results(effect=0.3, noise=0.01))]
+    for fig in figs:
+        assert fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
+        _no_small_text(fig)
+    plt.close("all")

@@ -13,7 +13,7 @@ Three rules (issue 16, "the book as a reader sees it"), checked by
    stand-in (``slider_figure``, or a still image); the notebook's saved
    widget state, then unused, is dropped. ``apply`` tags the cells and drops
    the state; the stand-in cell is written by hand.
-3. **Code lines are at most 90 characters** (a line holding a URL, and a cell
+3. **Code lines are at most 79 characters** (a line holding a URL, and a cell
    tagged ``remove-cell``, are exempt), so that code fits the book's content
    column without scrolling.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 import nbformat
 
 REPO = Path(__file__).resolve().parents[1]
-MAX_LINE = 90                                        # characters per code line
+MAX_LINE = 79                                        # characters per code line (PEP 8)
 COLAB_MARK = '"google.colab" in sys.modules'         # a line of book/_colab_cell.py
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 HIDDEN_OUTPUT = {"remove-output", "remove-cell"}

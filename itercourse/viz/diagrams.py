@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 from torch import nn
 
 from ..blocks import ResidualUnit
+from .style import COLUMN_WIDTH, MIN_FONT_PT
 
 _COLOURS = {"BN": "#f6c85f", "ReLU": "#9dd866", "conv": "#6fb1e0", "gate": "#ca472f"}
 _SHORTCUT_TEXT = {"identity": "x", "scaled": "0.5 · x", "exclusive_gate": "(1 − g) · x",
@@ -32,14 +33,14 @@ def _layer_names(unit: ResidualUnit) -> list[str]:
 
 def _box(ax, x, y, text, colour, w=1.9, h=0.55):
     ax.add_patch(plt.Rectangle((x - w / 2, y - h / 2), w, h, facecolor=colour, edgecolor="k", lw=0.8))
-    ax.text(x, y, text, ha="center", va="center", fontsize=6.5)
+    ax.text(x, y, text, ha="center", va="center", fontsize=MIN_FONT_PT)
 
 
 def draw_unit(unit: str = "preact", shortcut: str = "identity", ax=None, title: str | None = None):
     """Draw one residual unit: the shortcut, the layers of F, the addition and what follows it."""
     block = ResidualUnit(4, 4, unit=unit, shortcut=shortcut)
     if ax is None:
-        _, ax = plt.subplots(figsize=(2.6, 4.2))
+        _, ax = plt.subplots(figsize=(2.6, 4.2), layout="constrained")
     layers = _layer_names(block)
     top = len(layers) + 1.0
     ax.annotate("", xy=(0.0, top - 0.35), xytext=(0.0, top + 0.4), arrowprops=dict(arrowstyle="->"))
@@ -50,9 +51,9 @@ def draw_unit(unit: str = "preact", shortcut: str = "identity", ax=None, title: 
     ax.plot([0.6, 0.6], [top - 0.35, top - 0.72], "k", lw=0.8)
     ax.plot([-0.9, -0.9], [top - 0.35, 0.55], "k", lw=0.8)   # the shortcut h, on the left
     ax.plot([-0.9, 0.0], [top - 0.35, top - 0.35], "k", lw=0.8)
-    ax.text(-0.95, top / 2, _SHORTCUT_TEXT[shortcut], rotation=90, ha="right", va="center", fontsize=8,
+    ax.text(-0.95, top / 2, _SHORTCUT_TEXT[shortcut], rotation=90, ha="right", va="center", fontsize=MIN_FONT_PT,
             color=_COLOURS["gate"] if "gate" in shortcut else "k")
-    ax.text(0.6, -0.05 + 0.5, _BRANCH_FACTOR.get(shortcut, "F"), ha="left", va="center", fontsize=7)
+    ax.text(0.6, -0.05 + 0.5, _BRANCH_FACTOR.get(shortcut, "F"), ha="left", va="center", fontsize=MIN_FONT_PT)
     ax.add_patch(plt.Circle((0.0, 0.2), 0.18, facecolor="white", edgecolor="k"))
     ax.text(0.0, 0.2, "+", ha="center", va="center", fontsize=11)
     ax.plot([0.6, 0.6, 0.18], [top - 1 - len(layers) + 1 - 0.28, 0.2, 0.2], "k", lw=0.8)
@@ -68,5 +69,29 @@ def draw_unit(unit: str = "preact", shortcut: str = "identity", ax=None, title: 
     ax.set_ylim(y - 1.0, top + 1.0)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(title or f"{unit} unit\n{shortcut} shortcut", fontsize=7.5)
+    ax.set_title(title or f"{unit} unit\n{shortcut} shortcut", fontsize=MIN_FONT_PT)
     return ax
+
+
+def unit_diagrams(rows: dict, width: float = COLUMN_WIDTH):
+    """Several unit diagrams in the column's width: one row of panels per entry of ``rows``.
+
+    ``rows`` maps a row's heading to a list of ``(unit, shortcut, title)``; each
+    row is a subfigure with its own heading, so rows of 5 and of 6 diagrams
+    share one figure (chapter 1: He et al.'s activation placements, Fig. 4,
+    and shortcuts, Fig. 2). Returns the figure.
+    """
+    if not rows:
+        raise ValueError("rows is empty; pass {heading: [(unit, shortcut, title), ...]}")
+    per_row = max(len(r) for r in rows.values())
+    panel = width / per_row
+    fig = plt.figure(figsize=(width, 0.4 + len(rows) * 2.9 * panel), layout="constrained")
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False).ravel()
+    for sub, (heading, row) in zip(subfigs, rows.items()):
+        axes = sub.subplots(1, per_row, squeeze=False).ravel()
+        for ax, (unit, shortcut, title) in zip(axes, row):
+            draw_unit(unit, shortcut, ax=ax, title=title)
+        for ax in axes[len(row):]:
+            ax.axis("off")
+        sub.suptitle(heading, fontsize=10)
+    return fig

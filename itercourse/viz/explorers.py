@@ -29,6 +29,7 @@ import numpy as np
 from IPython.display import HTML, display
 from matplotlib.colors import LogNorm
 
+from .style import MIN_FONT_PT
 from .plots import (COLUMN_WIDTH, plot_refinement_summary, plot_sharing_at_init, sharing_limits,
                     unroll_figure, unroll_limits)
 
@@ -126,7 +127,7 @@ def coupling_figure(records: list, strength: float, *, dataset: str | None = Non
                 label=f"λ = {r['strength']:g}" if bold else None, zorder=3 if bold else 1)
     ax.set(xlabel="epoch", ylabel="test accuracy")
     ax.set_title("training curves\n(grey: other strengths)", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=MIN_FONT_PT)
     dissim = np.clip(1.0 - np.array(chosen["similarity_last_stage"]), 1e-4, 1.0)   # 1e-4 or less: "identical"
     im = axes[1].imshow(dissim, norm=LogNorm(vmin=1e-4, vmax=1.0), cmap="viridis_r")
     axes[1].set(xlabel="block j", ylabel="block i", xticks=range(len(dissim)), yticks=range(len(dissim)))
@@ -323,8 +324,8 @@ def slider_html(frames: dict, title: str = "", *, label: str = "frame", initial:
 </script>"""
     return f"""<div id="{uid}" style="border:1px solid #ddd;padding:8px;margin:8px 0">
 <div style="font-weight:bold;margin-bottom:4px">{html.escape(title)}</div>
-<label style="display:flex;align-items:center;gap:8px">{html.escape(label)}
-<input id="{uid}-range" type="range" min="0" max="{len(names) - 1}" step="1" value="{initial}" style="flex:0 1 320px"/>
+<label style="display:flex;flex-wrap:wrap;align-items:center;gap:4px 8px">{html.escape(label)}
+<input id="{uid}-range" type="range" min="0" max="{len(names) - 1}" step="1" value="{initial}" style="flex:1 1 160px;min-width:120px;max-width:320px"/>
 <span id="{uid}-value" style="font-family:monospace">{html.escape(names[initial])}</span></label>
 <noscript>(This slider needs JavaScript; the first frame is shown.)</noscript>
 {imgs}

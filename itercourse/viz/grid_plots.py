@@ -14,8 +14,9 @@ import numpy as np
 
 from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
 from ..verdicts import ARMS, arm_of, cell_of, init_of
+from .style import COLUMN_WIDTH, MIN_FONT_PT
 
-DIALS = {"block_spread": "block spread (0 = identical blocks)",
+DIALS = {"block_spread": "block spread (0: identical blocks)",
          "effective_parameters": "effective parameters"}
 MARKERS = {"identical": "o", "independent": "s"}
 THRESHOLDS = {"convergence": CONVERGENT_C, "divergence": CONVERGENT_D}
@@ -38,7 +39,7 @@ def plot_vs_lambda(results, metric: str = "final_test_acc", ax=None, *, ylabel: 
     """Mean ± sd over seeds of ``metric`` against lambda, one line per arm (identical init), and the
     ordinary cell (independent init, lambda 0) as a square; the criterion line for C and D."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 3.5))
+        _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
     arms = [a for a in ARMS if any(arm_of(r) == a for r in results)]
     for arm in arms:
         for init in ("identical", "independent"):
@@ -55,7 +56,7 @@ def plot_vs_lambda(results, metric: str = "final_test_acc", ax=None, *, ylabel: 
         ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
     ax.set_xlabel("coupling strength lambda (set)")
     ax.set_ylabel(ylabel or metric)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=MIN_FONT_PT)
     return ax
 
 
@@ -63,7 +64,7 @@ def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str 
                  ylabel: str | None = None):
     """Every run's ``metric`` against its measured position on the dial (one point per run)."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 3.5))
+        _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
     seen = set()
     for r in results:
         arm, init = arm_of(r), init_of(r)
@@ -73,9 +74,9 @@ def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str 
                    facecolors="white" if init == "independent" else arm_colour(arm), s=28, label=label)
     if metric in THRESHOLDS:
         ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
-    ax.set_xlabel(DIALS.get(dial, dial) + ", measured")
+    ax.set_xlabel("measured " + DIALS.get(dial, dial))
     ax.set_ylabel(ylabel or metric)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=MIN_FONT_PT)
     return ax
 
 
@@ -88,7 +89,7 @@ def plot_runs_by_cell(results, metric: str = "final_test_acc", ax=None, *, ylabe
     squares for independent blocks). The criterion line is drawn for C and D.
     """
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.0, 3.5))
+        _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
     arms = [a for a in ARMS if any(arm_of(r) == a for r in results)]
     slots = sorted({cell_of(r)[1:] for r in results}, key=lambda s: (s[0] != "independent", s[1]))
     step = width / max(len(arms), 1)
@@ -104,25 +105,38 @@ def plot_runs_by_cell(results, metric: str = "final_test_acc", ax=None, *, ylabe
             label = None
     if metric in THRESHOLDS:
         ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
-    ax.set_xticks(range(len(slots)), [f"{init}\nlambda = {lam:g}" for init, lam in slots], fontsize=7)
+    ax.set_xticks(range(len(slots)), [f"{init}\nlambda = {lam:g}" for init, lam in slots], fontsize=MIN_FONT_PT)
     ax.set_xlim(-0.6, len(slots) - 0.4)
     ax.set_ylabel(ylabel or metric)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=MIN_FONT_PT)
     return ax
 
 
 def arms_figure(results, metrics=("final_test_acc", "recurrence", "convergence", "divergence"),
                 dial: str = "block_spread"):
-    """Two rows: each metric against lambda (top) and against the measured dial (bottom)."""
-    fig, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7.0), squeeze=False)
+    """One row per metric: against lambda (left) and against the measured dial (right).
+
+    Drawn for the book's column (:data:`COLUMN_WIDTH` wide, 2.5 in a row), one
+    legend for the whole figure above the panels.
+    """
+    metrics = list(metrics)
+    fig, axes = plt.subplots(len(metrics), 2, figsize=(COLUMN_WIDTH, 0.6 + 2.5 * len(metrics)),
+                             squeeze=False, layout="constrained")
     for k, m in enumerate(metrics):
         label = m.replace("final_test_acc", "test accuracy")
-        plot_vs_lambda(results, m, axes[0, k], ylabel=label)
-        plot_vs_dial(results, m, axes[1, k], dial=dial, ylabel=label)
-        if k:
-            axes[0, k].get_legend().remove()
-            axes[1, k].get_legend().remove()
-    fig.tight_layout()
+        plot_vs_lambda(results, m, axes[k, 0], ylabel=label)
+        plot_vs_dial(results, m, axes[k, 1], dial=dial, ylabel=label)
+        if k < len(metrics) - 1:                 # x labels on the bottom row only
+            axes[k, 0].set_xlabel("")
+            axes[k, 1].set_xlabel("")
+    legend = {}                                  # every label once, from whichever panel has it
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(lab, h)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    handles, labels = list(legend.values()), list(legend)
+    fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 3) or 1)
     return fig
 
 
@@ -130,7 +144,7 @@ def plot_curves(results, axes=None):
     """Training and test accuracy per epoch, one thin line per run, coloured by arm: does every run
     reach its plateau before the comparison is made?"""
     if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(7.7, 3.2), sharey=True)
+        _, axes = plt.subplots(1, 2, figsize=(COLUMN_WIDTH, 3.4), sharey=True, layout="constrained")
     seen = set()
     for r in results:
         arm, h = arm_of(r), r.history
@@ -143,6 +157,5 @@ def plot_curves(results, axes=None):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("accuracy (exact digit set)")
-    axes[0].legend(fontsize=8)
-    axes[0].figure.tight_layout()
+    axes[0].legend(fontsize=MIN_FONT_PT)
     return axes

@@ -4,7 +4,8 @@ unrolling curves (ch. 5), grids of results (ch. 7-8).
 Every function takes ``ax=None`` (or a figure), draws, and returns the axes it
 drew on (or the figure); none calls ``plt.show()``: notebooks arrange and show figures.
 Default sizes fit the book's content column (772 px, :data:`COLUMN_WIDTH` inches at
-100 dpi): a figure with more than two or three panels stacks them in rows.
+100 dpi), with text of at least 9 pt and constrained layout (:mod:`.style`): a figure
+with more than two or three panels stacks them in rows.
 """
 from __future__ import annotations
 
@@ -13,14 +14,12 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..report import INDEX_KEYS, INDEX_RANGES, INDEX_TITLES, cells, constraint_of, coupling_of
-
-
-COLUMN_WIDTH = 7.7          # inches: the book's 772 px content column at 100 dpi
+from .style import COLUMN_WIDTH, MIN_FONT_PT  # noqa: F401  (COLUMN_WIDTH: imported from here too)
 
 
 def _axes(ax, figsize=(6.0, 3.5)):
     if ax is None:
-        _, ax = plt.subplots(figsize=figsize)
+        _, ax = plt.subplots(figsize=figsize, layout="constrained")
     return ax
 
 
@@ -128,11 +127,11 @@ def plot_unroll(results, ax_acc=None, ax_norm=None):
     if ax_acc is not None:
         ax_acc.set_xlabel("extra steps k of the last block")
         ax_acc.set_ylabel("test accuracy")
-        ax_acc.legend(fontsize=8)
+        ax_acc.legend(fontsize=MIN_FONT_PT)
     if ax_norm is not None:
         ax_norm.set_xlabel("extra steps k of the last block")
         ax_norm.set_ylabel(r"mean $\|h\|$ / mean $\|h\|$ at k = 0")
-        ax_norm.legend(fontsize=8)
+        ax_norm.legend(fontsize=MIN_FONT_PT)
     return ax_acc, ax_norm
 
 
@@ -150,10 +149,10 @@ def plot_borderline(results, ax=None):
     ax.bar([p - 0.2 for p in pos], before, width=0.4, label="before")
     ax.bar([p + 0.2 for p in pos], after, width=0.4, label="after")
     ax.set_xticks(list(pos))
-    ax.set_xticklabels(names, fontsize=7)
+    ax.set_xticklabels(names, fontsize=MIN_FONT_PT)
     ax.set_ylabel("fraction correct\namong borderline examples")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_PT)
     return ax
 
 
@@ -244,9 +243,9 @@ def plot_sharing_at_init(init: dict, axes=None, *, title: str | None = None, lim
             ax.set_ylim(*limits[key])
     fig = axes[0].figure
     if type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine":
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=MIN_FONT_PT)
     else:
-        axes[0].legend(fontsize=7)
+        axes[0].legend(fontsize=MIN_FONT_PT)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -345,7 +344,7 @@ def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str =
                  + (f" · {title}" if title else ""), fontsize=10)
     note = truncation(curves)
     if note:
-        fig.supxlabel(note, fontsize=8, color="dimgrey")
+        fig.supxlabel(note, fontsize=MIN_FONT_PT, color="dimgrey")
     return fig
 
 
@@ -364,7 +363,7 @@ def plot_vs_coupling(results, metric: str = "final_test_acc", ax=None, *, title:
                      ylabel: str | None = None):
     """``metric`` against coupling strength: every seed as a dot, the cell mean as a line, one colour per constraint."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 3.2))
+        _, ax = plt.subplots(figsize=(4.5, 3.2), layout="constrained")
     table = cells(results, metric)
     colours = _colours(sorted({k[0] for k in table}, key=lambda k: (k != "none", k)))
     for con in colours:
@@ -382,7 +381,7 @@ def plot_vs_coupling(results, metric: str = "final_test_acc", ax=None, *, title:
     ax.set_ylabel(ylabel or metric.replace("_", " "))
     if title:
         ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_PT)
     return ax
 
 
@@ -411,7 +410,7 @@ def plot_indices(results, axes=None):
 def plot_accuracy_vs_effective_parameters(results, extra=(), ax=None):
     """Test accuracy against effective parameters (coupling.effective_parameters), grid and ``extra`` runs."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(4.8, 3.4))
+        _, ax = plt.subplots(figsize=(4.8, 3.4), layout="constrained")
     colours = _colours(sorted({constraint_of(r) for r in list(results) + list(extra)}, key=lambda k: (k != "none", k)))
     for r in results:
         ax.scatter(r.extras["effective_parameters"] / 1e3, r.final_test_acc, s=12 + 40 * coupling_of(r),
@@ -421,7 +420,7 @@ def plot_accuracy_vs_effective_parameters(results, extra=(), ax=None):
                    color=colours[constraint_of(r)])
     for con, colour in colours.items():
         ax.scatter([], [], color=colour, label="no constraint" if con == "none" else f"Lip(F) <= {con[2:]}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=MIN_FONT_PT)
     ax.set_xlabel("effective parameters (thousands)")
     ax.set_ylabel("test accuracy")
     ax.set_title("dots: grid (size ~ coupling); x: narrower uncoupled net", fontsize=9)

@@ -41,8 +41,8 @@ def _md(source: str) -> dict:
     return {"cell_type": "markdown", "metadata": {}, "source": source}
 
 
-def _code(source: str, outputs=(), tags=()) -> dict:
-    meta = {"tags": list(tags)} if tags else {}
+def _code(source: str, outputs=(), tags=(), meta=None) -> dict:
+    meta = dict(meta or {}, **({"tags": list(tags)} if tags else {}))
     return {"cell_type": "code", "execution_count": 1, "metadata": meta, "source": source,
             "outputs": list(outputs)}
 
@@ -82,9 +82,17 @@ GOOD_CELLS = [
         "maths inline, $x_{l+1} = x_l + F_l(x_l)$, and on its own line:\n\n$$\\|F(x)\\| \\le c\\,\\|x\\|.$$\n\n"
         "(fixture-section)=\n## A section\n\nBack to the {doc}`intro`; on to the {ref}`exercise <fixture-ex>`.\n\n"
         + WIDE_TABLE),
-    _code("result = some_function_with_a_long_name(first_argument=1, second_argument=2, third_argument=3, "
-          "fourth_argument=4, fifth_argument=5)", []),
-    _code("plot()", [_display({"image/png": _b64png((200, 30, 30)), "text/plain": "<Figure>"})]),
+    _md("A long name in running text breaks on a phone: "
+        "`itercourse.refinement.a_very_long_function_name_that_would_not_fit_a_phone_screen`."),
+    _code("result = some_function(first_argument=1, second_argument=2,\n"
+          "                       third_argument=3, fourth_argument=4)", []),
+    _code("plot()", [_display({"image/png": _b64png((200, 30, 30)), "text/plain": "<Figure>"})],
+          meta={"mystnb": {"figure": {"caption": "A red square.", "name": "fig-fixture-red"},
+                           "image": {"alt": "a red square"}}}),
+    # a printed table (text/markdown) renders as a table; two prints make one output block
+    _code("table()", [_display({"text/markdown": "| a | b |\n|---|---|\n| 1 | 2 |", "text/plain": "<table>"})]),
+    _code("print(1); print(2)", [{"output_type": "stream", "name": "stdout", "text": "1\n"},
+                                 {"output_type": "stream", "name": "stdout", "text": "2\n"}]),
     _md("```{exercise}\n:label: fixture-ex\n\nWhat is 2 + 2?\n```\n\n"
         "```{solution} fixture-ex\n:class: dropdown\n\nThe answer is four.\n```"),
     _md("```{exercise}\n:label: fixture-ex2\n\nCompute it in code.\n```\n\n"
@@ -133,6 +141,20 @@ BAD_CELLS = [
     _code("load_library()", [_display({"text/html": '<script src="https://cdn.example.invalid/lib.js"></script>'
                                                     '<p>library loaded</p>',
                                        "text/plain": "<library>"})]),
+    # a printed table that is broken (its rule has fewer cells than its header): shown as text
+    _code("table()", [_display({"text/markdown": "| a | b | c |\n|---|---|\n| 1 | 2 | 3 |\n| 4 | 5 | 6 |",
+                                "text/plain": "<table>"})]),
+    # output split into one box per print (as rendered without merged streams)
+    _code("prints()", [_display({"text/html": '<div class="cell_output"><div class="output stream">one</div>'
+                                              '<div class="output stream">two</div></div>',
+                                 "text/plain": "<prints>"})]),
+    # a fixed-width box in the text: wider than a phone screen, not in a box that scrolls
+    _md('<div style="width: 700px; background: #eee">a fixed-width box wider than a phone</div>'),
+    # a code cell with a line far longer than 79 characters: it scrolls sideways
+    _code("x = 1  # " + "long " * 40, []),
+    # printed output that wraps its lines
+    _code("wrapped()", [_display({"text/html": '<div class="highlight"><pre style="white-space: pre-wrap">'
+                                               + "aligned " * 40 + "</pre></div>", "text/plain": "<wrapped>"})]),
     # a code block that cannot wrap, and a wide table clipped by its box
     _code("wide()", [_display({"text/html": '<div class="highlight"><pre style="white-space: pre; overflow-x: auto">'
                                             + "x = 1  # " + "long " * 60 + "</pre></div>"
@@ -167,6 +189,8 @@ sphinx:
       default_mode: auto
     mathjax_path: mathjax/tex-svg-full.js
     nb_ipywidgets_js: {{}}
+    nb_render_markdown_format: myst
+    nb_merge_streams: true
 """
 
 TOC = """\
@@ -191,8 +215,12 @@ EXPECTED_BAD = {
     "console": ["Uncaught TypeError", "cdn.example.invalid"],
     "offline": ["https://cdn.example.invalid/lib.js"],
     "explorers": ["explorer shows nothing", "widget_explorer()"],
-    "code": ["code block scrolls sideways"],
+    "code": ["code block scrolls sideways", "wraps its lines"],
     "tables": ["is clipped"],
+    "pipe tables": ["pipe table shown as text"],
+    "outputs": ["output split into 2 boxes"],
+    "captions": ["figure without a number and caption"],
+    "phone": ["a fixed-width box wider than a phone"],
     "images": ["missing-figure.png"],          # plus the undecodable PNG output
     "figures": [],
     "links": ["good.html#no-such-anchor", "no_such_page.html"],
