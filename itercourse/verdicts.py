@@ -249,7 +249,8 @@ def cell_table(results, metrics=("final_test_acc", "final_train_acc", "recurrenc
         spreads = [float(np.mean(r.extras["block_spread"])) for r in rs if r.extras.get("block_spread")]
         k, n = convergent_count(rs)
         flat = sum(not still_climbing(r) for r in rs)
-        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), f"{k}/{n}", f"{flat}/{n}"))
+        judged = "not judged (v1)" if k is None else f"{k}/{n}"
+        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), judged, f"{flat}/{n}"))
     head = ["arm", "init", "lambda", *[m.replace("final_", "") for m in metrics], "block spread", "convergent",
             "at plateau"]
     return markdown_table(head, rows)

@@ -80,3 +80,20 @@ def test_grid_and_verdict_tables_read_mean_sd_n():
     assert table.splitlines()[0] == "| constraint | coupling | test accuracy | recurrence |"
     assert "(n=2)" in table and "±" in table
     assert "**supported**" in verdict_table(claim_verdicts(results))
+
+
+def test_t_quantiles_match_the_tables():
+    from itercourse.report import t_quantile
+    for df, t in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (1000, 1.962)):
+        assert abs(t_quantile(0.975, df) - t) < 1e-3, (df, t_quantile(0.975, df))
+
+
+def test_welch_ci_on_known_groups():
+    from itercourse.report import welch_ci
+    ci = welch_ci([0.5, 0.52, 0.48], [0.6, 0.61, 0.59])
+    assert abs(ci["diff"] - 0.1) < 1e-12 and (ci["n_a"], ci["n_b"]) == (3, 3)
+    # equal variances 4e-4 and 1e-4, n = 3: se = sqrt(5e-4 / 3), df = 25/9 * 2 / ... (Welch)
+    se = (0.0004 / 3 + 0.0001 / 3) ** 0.5
+    df = (0.0005 / 3) ** 2 / ((0.0004 / 3) ** 2 / 2 + (0.0001 / 3) ** 2 / 2)
+    assert abs(ci["df"] - df) < 1e-9 and ci["low"] < 0.1 - 2 * se and ci["high"] > 0.1 + 2 * se
+    assert welch_ci([0.5], [0.6])["low"] != welch_ci([0.5], [0.6])["low"]      # nan: no spread with n = 1
