@@ -20,6 +20,7 @@ own figures.
 from __future__ import annotations
 
 import matplotlib as mpl
+from matplotlib.text import Text
 
 COLUMN_WIDTH = 7.7          # inches: the widest figure (the book's content column at 100 dpi)
 MIN_FONT_PT = 9             # points: the smallest text a figure may hold
@@ -50,8 +51,6 @@ def small_texts(fig, min_pt: float = MIN_FONT_PT) -> list[tuple[str, float]]:
 
     Draws the figure first, so tick labels exist.
     """
-    from matplotlib.text import Text
-
     fig.canvas.draw()
     found = []
     for t in fig.findobj(Text):
