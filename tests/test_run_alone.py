@@ -26,8 +26,8 @@ from itercourse import sweeps
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = sorted(p.relative_to(REPO / "results").as_posix() for p in (REPO / "results").rglob("*.json"))
-# Chapters that read committed results or train in a temporary folder; the lead adds ch6 and ch7.
-ALONE = ["ch3_weight_sharing", "ch8_gpu_experiments"]
+# Chapters that read committed results or train in a temporary folder.
+ALONE = ["ch3_weight_sharing", "ch6_indices", "ch7_digitclutter", "ch8_gpu_experiments"]
 
 
 def test_committed_results_are_found_from_an_empty_folder(tmp_path, monkeypatch):
