@@ -282,3 +282,56 @@ def test_grid_errors_name_the_problem(tmp_path):
         sweeps.expand_grid({}, {"optimizer.lr": [1]})
     with pytest.raises(FileNotFoundError, match="presets"):
         load_grid(str(tmp_path / "missing.yaml"))
+
+
+# ---------------------------------------------------------------- trained weights and reanalysis
+
+@pytest.mark.parametrize("model", [{}, {"spectral_coeff": 0.9}, {"spectral_coeff": 0.8, "block_map": "contraction",
+                                                                  "share": True}],
+                         ids=["plain", "constrained", "contraction"])
+def test_weights_are_saved_and_reload_to_the_same_test_accuracy(tmp_path, data_root, model):
+    from itercourse.data import load_dataset
+    from itercourse.experiments import load_weights, weights_path
+    from itercourse.training import evaluate
+    cfg = tiny(model=model)
+    res = run(cfg, tmp_path / "r", tmp_path / "c", data_root=str(data_root), progress=False, log=lambda *a: None)
+    assert weights_path(cfg, tmp_path / "r").exists()
+    assert res.indices["indices_version"] == 2
+    for st in res.indices["per_stage"]:                     # the block map is recorded
+        assert len(st["state_norms"]) == len(st["step_sizes"]) + 1 and st["jacobian_growth"]["median"] > 0
+    model_ = load_weights(cfg, tmp_path / "r")
+    data = load_dataset(cfg.dataset, str(data_root), train_size=cfg.train_size, test_size=cfg.test_size,
+                        seed=cfg.data_seed, cache=True)
+    assert evaluate(model_, data.loader("test", batch_size=16))["acc"] == pytest.approx(res.final_test_acc, abs=1e-9)
+
+
+def test_reanalyse_recomputes_from_the_weights_without_training(tmp_path, data_root, count_training):
+    from itercourse.experiments import reanalyse
+    cfg = tiny()
+    first = run(cfg, tmp_path / "r", tmp_path / "c", data_root=str(data_root), progress=False, log=lambda *a: None)
+    # make the stored indices stale (as if written by older code), then reanalyse
+    path = result_path(cfg, tmp_path / "r")
+    stale = Result(first.config, first.history, {"recurrence": 0.0}, first.final_test_acc, first.final_test_loss,
+                   first.extras, first.meta)
+    from itercourse.io import atomic_write_json
+    atomic_write_json(path, stale.to_json())
+    done = reanalyse("tiny", tmp_path / "r", data_root=str(data_root), log=lambda *a: None)
+    assert len(count_training) == 1 and len(done) == 1
+    again = load_results("tiny", tmp_path / "r")[0]
+    assert again.indices["indices_version"] == 2 and again.indices["rate"] == pytest.approx(first.indices["rate"])
+    assert "reanalysed" in again.meta and again.history.train_acc == first.history.train_acc
+
+
+def test_reanalyse_refuses_weights_that_do_not_belong_to_the_result(tmp_path, data_root):
+    """The stored accuracy is the oracle: weights that do not reproduce it are refused, nothing is rewritten."""
+    from itercourse.experiments import reanalyse
+    from itercourse.io import atomic_write_json
+    cfg = tiny()
+    res = run(cfg, tmp_path / "r", tmp_path / "c", data_root=str(data_root), progress=False, log=lambda *a: None)
+    other = Result(res.config, res.history, res.indices, res.final_test_acc + 0.5, res.final_test_loss,
+                   res.extras, res.meta)
+    atomic_write_json(result_path(cfg, tmp_path / "r"), other.to_json())
+    before = result_path(cfg, tmp_path / "r").read_bytes()
+    with pytest.raises(CorruptFileError, match="do not belong"):
+        reanalyse("tiny", tmp_path / "r", data_root=str(data_root), log=lambda *a: None)
+    assert result_path(cfg, tmp_path / "r").read_bytes() == before
