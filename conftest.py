@@ -14,6 +14,8 @@ this file, so it never runs in smoke mode.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 SMOKE_VAR = "ITERCOURSE_SMOKE"  # same name as itercourse.smoke.ENV_VAR
 
@@ -22,9 +24,19 @@ SMOKE_VAR = "ITERCOURSE_SMOKE"  # same name as itercourse.smoke.ENV_VAR
 collect_ignore = ["_build", "book/_build", "book/assignments"]
 
 
+_KERNEL_TMP: list = []   # the test run's own temporary folder, removed when the session ends
+
+
 def pytest_configure(config):
     """Switch smoke mode on for this process and every kernel it starts."""
     os.environ[SMOKE_VAR] = "1"
+    # nbval stops kernels without letting them run their exit handlers, so a chapter's temporary
+    # folders would outlive the run: give every kernel (and this process) a temporary folder of
+    # the test run's own, removed at the end of the session.
+    if not _KERNEL_TMP:
+        _KERNEL_TMP.append(tempfile.mkdtemp(prefix="itercourse-test-"))
+        os.environ["TMPDIR"] = _KERNEL_TMP[0]
+        tempfile.tempdir = None                  # re-read TMPDIR
     # One BLAS/OpenMP thread per kernel unless the caller chose otherwise: on a
     # 2-core CI machine, two spinning threads per kernel make smoke runs 5x slower.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -34,3 +46,9 @@ def pytest_configure(config):
     backend = os.environ.get("MPLBACKEND", "")
     if backend and "inline" not in backend.lower() and backend.lower() != "agg":
         del os.environ["MPLBACKEND"]
+
+
+def pytest_unconfigure(config):
+    """Remove the test run's temporary folder, and whatever the kernels left in it."""
+    while _KERNEL_TMP:
+        shutil.rmtree(_KERNEL_TMP.pop(), ignore_errors=True)
