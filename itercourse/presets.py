@@ -147,19 +147,25 @@ CURVE_FACTORS = [2, 4, 8, 16]
 CONTRACTION_COEFF = 0.9     # Lip_h(G) <= c: the constrained arm's c, bounding the whole step instead of F
 
 
+def _on_arms_recipe(scale: str, experiment: str, description: str) -> dict:
+    """The arms grid's data and recipe at ``scale``, under a name of its own (``<experiment>``, with
+    ``_smoke`` or ``_gpu`` appended off the CPU scale), with the indices read to 16x depth."""
+    spec = _preset_arms(scale)
+    spec.update(description=description, experiment=experiment + {"cpu": ""}.get(scale, f"_{scale}"))
+    spec["index_options"] = {"depth_factors": CURVE_FACTORS}
+    return spec
+
+
 def _preset_convergent(scale: str = "cpu") -> dict:
     # A network that converges by construction (itercourse.contraction): every stage iterates one shared
     # step h <- G(h, x) with the stage input injected and Lip_h(G) <= 0.9, so the iteration is a
     # contraction whatever the weights. Same data and recipe as the arms grid (lr 0.1 like the
     # constrained arm, which also trains its convs under operator-norm caps), three seeds.
-    spec = _preset_arms(scale)
-    spec.update(description="Chapter 7: a recurrent network that converges by construction (input injection, "
-                            "Lip_h(step) <= 0.9) on the arms recipe, x seeds",
-                experiment={"cpu": "digitclutter_convergent", "smoke": "digitclutter_convergent_smoke",
-                            "gpu": "digitclutter_convergent_gpu"}[scale])
+    spec = _on_arms_recipe(scale, "digitclutter_convergent",
+                           "Chapter 7: a recurrent network that converges by construction (input injection, "
+                           "Lip_h(step) <= 0.9) on the arms recipe, x seeds")
     spec["model"] = {**spec["model"], "branch_norm": "none", "spectral_coeff": CONTRACTION_COEFF,
                      "block_map": "contraction", "share": True}
-    spec["index_options"] = {"depth_factors": CURVE_FACTORS}
     spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"], "coupling": [0.0]}
     return spec
 
@@ -168,17 +174,12 @@ def _preset_arms_weights(scale: str = "cpu") -> dict:
     # The arms grid's runs kept no weights and carry the version-1 indices. This grid retrains, with
     # weights and the version-2 indices up to 16x depth, each arm's ordinary cell and its recurrent
     # cell (lambda = 1, identical init), seed 0: the block map's growth and the D_F curves per arm.
-    spec = _preset_arms(scale)
-    spec.update(description="Chapter 7: per arm, the ordinary and the recurrent cell of the arms grid, seed 0, "
-                            "retrained with weights and the version-2 indices",
-                experiment={"cpu": "digitclutter_arms_weights", "smoke": "digitclutter_arms_weights_smoke",
-                            "gpu": "digitclutter_arms_weights_gpu"}[scale])
-    spec["index_options"] = {"depth_factors": CURVE_FACTORS}
-    seeds = ARMS_SCALES[scale]["seeds"][:1]
-    spec["grid"] = [{"seed": seeds, "arm": _arm_bundles(spec["train"]["lr"]), "coupling": [0.0],
-                     "train.identical_init": [False]},
-                    {"seed": seeds, "arm": _arm_bundles(spec["train"]["lr"]), "coupling": [1.0],
-                     "train.identical_init": [True]}]
+    spec = _on_arms_recipe(scale, "digitclutter_arms_weights",
+                           "Chapter 7: per arm, the ordinary and the recurrent cell of the arms grid, seed 0, "
+                           "retrained with weights and the version-2 indices")
+    seeds, bundles = ARMS_SCALES[scale]["seeds"][:1], lambda: _arm_bundles(spec["train"]["lr"])
+    spec["grid"] = [{"seed": seeds, "arm": bundles(), "coupling": [0.0], "train.identical_init": [False]},
+                    {"seed": seeds, "arm": bundles(), "coupling": [1.0], "train.identical_init": [True]}]
     return spec
 
 
