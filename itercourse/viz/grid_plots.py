@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
-from ..verdicts import ARMS, arm_of, cell_of, init_of
+from ..verdicts import ARMS, arm_of, calibrated, cell_of, init_of
 from .style import COLUMN_WIDTH, MIN_FONT_PT
 
 DIALS = {"block_spread": "block spread (0: identical blocks)",
@@ -28,6 +28,12 @@ def dial_position(r, dial: str = "block_spread") -> float:
     if v is None:
         return float("nan")
     return float(np.mean(v)) if isinstance(v, (list, tuple)) else float(v)
+
+
+def _criterion_line(ax, results, metric: str) -> None:
+    """The convergence criterion's threshold as a dotted line, for indices that it can judge (version 2)."""
+    if metric in THRESHOLDS and calibrated(results):
+        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
 
 
 def arm_colour(arm: str):
@@ -52,8 +58,7 @@ def plot_vs_lambda(results, metric: str = "final_test_acc", ax=None, *, ylabel: 
             ax.errorbar(lams, mean, yerr=sd, marker=MARKERS[init], capsize=3, color=arm_colour(arm),
                         linestyle="-" if init == "identical" else "none",
                         label=f"{arm}, {init} init", mfc="white" if init == "independent" else None)
-    if metric in THRESHOLDS:
-        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    _criterion_line(ax, results, metric)
     ax.set_xlabel("coupling strength lambda (set)")
     ax.set_ylabel(ylabel or metric)
     ax.legend(fontsize=MIN_FONT_PT)
@@ -72,8 +77,7 @@ def plot_vs_dial(results, metric: str = "final_test_acc", ax=None, *, dial: str 
         seen.add((arm, init))
         ax.scatter(dial_position(r, dial), metric_of(r, metric), color=arm_colour(arm), marker=MARKERS[init],
                    facecolors="white" if init == "independent" else arm_colour(arm), s=28, label=label)
-    if metric in THRESHOLDS:
-        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    _criterion_line(ax, results, metric)
     ax.set_xlabel("measured " + DIALS.get(dial, dial))
     ax.set_ylabel(ylabel or metric)
     ax.legend(fontsize=MIN_FONT_PT)
@@ -103,8 +107,7 @@ def plot_runs_by_cell(results, metric: str = "final_test_acc", ax=None, *, ylabe
             ax.scatter([x] * len(vals), vals, color=arm_colour(arm), marker=MARKERS[init], s=24, alpha=0.8,
                        facecolors="white" if init == "independent" else arm_colour(arm), label=label)
             label = None
-    if metric in THRESHOLDS:
-        ax.axhline(THRESHOLDS[metric], color="grey", ls=":", lw=1, label="convergence criterion")
+    _criterion_line(ax, results, metric)
     ax.set_xticks(range(len(slots)), [f"{init}\nlambda = {lam:g}" for init, lam in slots], fontsize=MIN_FONT_PT)
     ax.set_xlim(-0.6, len(slots) - 0.4)
     ax.set_ylabel(ylabel or metric)
