@@ -22,11 +22,11 @@ from .experiments import ExperimentConfig, is_done, load_results, reanalyse, res
 from .io import CorruptFileError, atomic_write_bytes
 from .models import ResNetConfig
 from .provenance import code_versions, mixed_code_warning
-from .report import claim_verdicts, constraint_of, coupling_of, grid_table, verdict_table
+from .report import constraint_of, coupling_of, grid_table
 from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_labels, grid_yaml, load_grid, sweep
 from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig, linear_lr
-from .verdicts import arm_of, arm_verdicts, cell_table, rules_table
+from .verdicts import arm_of, arm_verdicts, cell_table, grid_verdicts, rules_table, split_budget
 from .viz.grid_plots import arms_figure
 
 PROG = "python -m itercourse"
@@ -341,13 +341,14 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
             "", code_line(results), "",
             "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapter 7)
-        save(arms_figure(results), "arms.png")
-        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(results), "",
-                 "![arms](arms.png)", "", "## The paper's claims under the arms-grid rules", "",
-                 rules_table(arm_verdicts(results)), ""]
+    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapters 7, 8)
+        main, doubled = split_budget(results)
+        save(arms_figure(main), "arms.png")
+        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(main), "",
+                 "![arms](arms.png)", "", "## The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)", "",
+                 rules_table(arm_verdicts(main, doubled=doubled)), ""]
     elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
-        text += ["## The paper's claims at this scale", "", verdict_table(claim_verdicts(results)), ""]
+        text += ["## The paper's claims at this scale", "", rules_table(grid_verdicts(results)), ""]
     paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
     return paths
 

@@ -37,6 +37,7 @@ NEUTRAL_FIELDS: dict = {
     ("model", "branch_init"): "default",
     ("model", "block_map"): "residual",
     ("model", "contraction_step"): 1.0,
+    (None, "val_size"): 0,
 }
 
 # ---------------------------------------------------------------- the files named by a config's id

@@ -35,7 +35,7 @@ from .errors import check_choice, check_device, check_int, check_positive_int
 from .io import CorruptFileError
 
 DATASETS = ("mnist", "cifar10", "cifar100", "digitclutter")
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 
 # where torchvision's classes look for the files, and where they come from
 _SOURCES = {
@@ -141,6 +141,8 @@ class ImageData:
     multilabel: bool                  # True for digitclutter: labels are multi-hot sets
     mean: tuple[float, ...]           # per-channel mean of the training images, in [0, 1] units
     std: tuple[float, ...]            # per-channel standard deviation, same units
+    val_images: torch.Tensor | None = dataclasses.field(default=None, repr=False)  # held out from training
+    val_labels: torch.Tensor | None = dataclasses.field(default=None, repr=False)  # (None: no validation split)
 
     def __repr__(self) -> str:
         return (f"ImageData({self.name!r}, train={tuple(self.train_images.shape)}, "
@@ -153,14 +155,18 @@ class ImageData:
 
     def to(self, device) -> "ImageData":
         """A copy with all tensors on ``device``."""
-        move = {f: getattr(self, f).to(device) for f in ("train_images", "train_labels", "test_images", "test_labels")}
+        move = {f: getattr(self, f).to(device) for f in ("train_images", "train_labels", "test_images", "test_labels",
+                                                          "val_images", "val_labels") if getattr(self, f) is not None}
         return dataclasses.replace(self, **move)
 
     def loader(self, split: str, batch_size: int = 128, shuffle: bool = False, augment: bool = False,
                seed: int = 0, drop_last: bool = False, flip: bool | None = None) -> BatchLoader:
-        """Batches of ``split`` ("train" or "test"). ``flip=None`` flips only CIFAR (flipping changes digits)."""
+        """Batches of ``split`` ("train", "val" or "test"). ``flip=None`` flips only CIFAR (flipping changes digits)."""
         check_choice("split", split, SPLITS)
-        images, labels = (self.train_images, self.train_labels) if split == "train" else (self.test_images, self.test_labels)
+        if split == "val" and self.val_images is None:
+            raise ValueError("split='val' but this dataset has no validation images; load it with val_size > 0")
+        images, labels = {"train": (self.train_images, self.train_labels), "val": (self.val_images, self.val_labels),
+                          "test": (self.test_images, self.test_labels)}[split]
         flip = self.name.startswith("cifar") if flip is None else flip
         return BatchLoader(images, labels, self.mean, self.std, batch_size=batch_size, shuffle=shuffle,
                            augment=augment, flip=flip, seed=seed, drop_last=drop_last)
@@ -213,14 +219,29 @@ def _torchvision_split(name: str, root: str, train: bool, download: bool):
 
 def _subsample(images, labels, size, seed, what: str):
     """A deterministic random subset of ``size`` items (original order kept); ``seed`` an int or int tuple."""
-    if size is None:
-        return images, labels
-    check_positive_int(what, size)
-    if size > len(images):
+    return _subsample_with_held_out(images, labels, size, 0, seed, what)[0]
+
+
+def _subsample_with_held_out(images, labels, size, held_out: int, seed, what: str):
+    """``((images, labels), (held_images, held_labels))``: a deterministic random subset of ``size`` items and
+    ``held_out`` further items of the same permutation, disjoint from it (each in original order).
+
+    The subset does not depend on ``held_out``: adding a validation split never changes the training images.
+    ``size=None`` takes every item the held-out ones leave.
+    """
+    if size is None and not held_out:
+        return (images, labels), (None, None)
+    if size is not None:
+        check_positive_int(what, size)
+    n = len(images) - held_out if size is None else size
+    if not held_out and n > len(images):
         raise ValueError(f"{what}={size} is larger than the {len(images)} images available; use at most {len(images)}")
-    keep = np.sort(np.random.default_rng(seed).permutation(len(images))[:size])
-    keep = torch.from_numpy(keep)
-    return images[keep], labels[keep]
+    if n + held_out > len(images):
+        raise ValueError(f"{what}={size} with val_size={held_out} needs {n + held_out} images but "
+                         f"{len(images)} are available; use {what} + val_size <= {len(images)}")
+    perm = np.random.default_rng(seed).permutation(len(images))
+    keep, held = torch.from_numpy(np.sort(perm[:n])), torch.from_numpy(np.sort(perm[n:n + held_out]))
+    return (images[keep], labels[keep]), ((images[held], labels[held]) if held_out else (None, None))
 
 
 def _digitclutter_split(root: str, n: int, seed: int, cache: bool, kwargs: dict):
@@ -241,7 +262,7 @@ def _digitclutter_split(root: str, n: int, seed: int, cache: bool, kwargs: dict)
 
 
 def load_dataset(name: str, root: str = "data", *, train_size: int | None = None, test_size: int | None = None,
-                 seed: int = 0, download: bool = True, device="cpu", cache: bool = False,
+                 seed: int = 0, download: bool = True, device="cpu", cache: bool = False, val_size: int = 0,
                  **digitclutter_kwargs) -> ImageData:
     """Load ``name`` (one of DATASETS) as an :class:`ImageData` on ``device``.
 
@@ -252,26 +273,35 @@ def load_dataset(name: str, root: str = "data", *, train_size: int | None = None
     (default 10,000) images generated with seeds ``2 * seed`` and ``2 * seed + 1``;
     extra keyword arguments go to :func:`itercourse.digitclutter.make_digitclutter`;
     ``cache=True`` stores them under ``root/digitclutter/`` and reuses them.
-    ``mean``/``std`` are measured on the (subsampled) training images.
+    ``val_size``: that many further training-split images held out as a validation split
+    (``ImageData.val_images``), never trained on; the training images do not depend on it
+    (digitclutter: images ``train_size ..`` of the training stream; torchvision: the next
+    images of the same random permutation). ``mean``/``std`` are measured on the
+    (subsampled) training images.
     """
     check_choice("name", name, DATASETS)
     check_int("seed", seed, minimum=0)
     check_device("device", device)
+    check_int("val_size", val_size, minimum=0)
+    val_x = val_y = None
     if name == "digitclutter":
         n_train = 100_000 if train_size is None else train_size
         n_test = 10_000 if test_size is None else test_size
         check_positive_int("train_size", n_train)
         check_positive_int("test_size", n_test)
-        train_x, train_y = _digitclutter_split(root, n_train, 2 * seed, cache, digitclutter_kwargs)
+        train_x, train_y = _digitclutter_split(root, n_train + val_size, 2 * seed, cache, digitclutter_kwargs)
+        if val_size:                     # image i of a stream does not depend on its length
+            train_x, train_y, val_x, val_y = train_x[:n_train], train_y[:n_train], train_x[n_train:], train_y[n_train:]
         test_x, test_y = _digitclutter_split(root, n_test, 2 * seed + 1, cache, digitclutter_kwargs)
     else:
         if digitclutter_kwargs:
             raise TypeError(f"load_dataset({name!r}) got unexpected keyword arguments {sorted(digitclutter_kwargs)}; "
                             "extra keyword arguments are only for name='digitclutter'")
-        train_x, train_y = _subsample(*_torchvision_split(name, root, True, download), train_size, (seed, 0), "train_size")
+        (train_x, train_y), (val_x, val_y) = _subsample_with_held_out(
+            *_torchvision_split(name, root, True, download), train_size, val_size, (seed, 0), "train_size")
         test_x, test_y = _subsample(*_torchvision_split(name, root, False, download), test_size, (seed, 1), "test_size")
     mean, std = channel_stats(train_x)
     data = ImageData(name=name, train_images=train_x, train_labels=train_y, test_images=test_x,
                      test_labels=test_y, num_classes=_NUM_CLASSES[name], in_channels=train_x.shape[1],
-                     multilabel=(name == "digitclutter"), mean=mean, std=std)
+                     multilabel=(name == "digitclutter"), mean=mean, std=std, val_images=val_x, val_labels=val_y)
     return data.to(device)

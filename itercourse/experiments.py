@@ -76,6 +76,7 @@ class ExperimentConfig:
     index_options: tuple = ()                            # extra ((name, value), ...) for the index function
     index_performance: bool = True                       # also the "performance" recurrence index (swap blocks)
     dataset_options: tuple = ()                          # extra ((name, value), ...) for load_dataset, e.g. num_digits
+    val_size: int = 0                                    # training-split images held out for validation (never trained on)
 
     def __post_init__(self):
         if not isinstance(self.experiment, str) or not self.experiment or "/" in self.experiment \
@@ -86,7 +87,7 @@ class ExperimentConfig:
         for name in ("train_size", "test_size"):
             if getattr(self, name) is not None:
                 check_positive_int(name, getattr(self, name))
-        for name in ("seed", "data_seed", "index_size", "train_size", "test_size"):
+        for name in ("seed", "data_seed", "index_size", "train_size", "test_size", "val_size"):
             value = getattr(self, name)          # numpy integers (np.int64(1)) become plain ints
             if value is not None and not isinstance(value, (bool, int)) and hasattr(value, "__index__"):
                 object.__setattr__(self, name, int(value))
@@ -96,6 +97,7 @@ class ExperimentConfig:
                                  "(None = the whole split)")
         check_int("data_seed", self.data_seed, minimum=0)
         check_int("seed", self.seed, minimum=0)
+        check_int("val_size", self.val_size, minimum=0)
         check_positive_int("index_size", self.index_size)
         check_bool("index_performance", self.index_performance)
         test_n = self.test_size if self.test_size is not None or self.dataset != "digitclutter" else 10_000
@@ -419,7 +421,8 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     t0 = time.perf_counter()
     device = resolve_device(device)
     data = load_dataset(cfg.dataset, data_root, train_size=cfg.train_size, test_size=cfg.test_size,
-                        seed=cfg.data_seed, device=device, cache=True, **dict(cfg.dataset_options))
+                        seed=cfg.data_seed, device=device, cache=True, val_size=cfg.val_size,
+                        **dict(cfg.dataset_options))
     if (data.in_channels, data.num_classes) != (cfg.model.in_channels, cfg.model.num_classes):
         raise ValueError(f"dataset={cfg.dataset!r} has {data.in_channels} channel(s) and {data.num_classes} "
                          f"classes but the model has in_channels={cfg.model.in_channels}, "
@@ -466,6 +469,9 @@ def analyse(model, data, cfg: ExperimentConfig, device) -> tuple[dict, dict, dic
             indices.update(recurrence_performance=None, recurrence_performance_error=str(err))
     indices = {k: _jsonable(v) for k, v in indices.items()}
     extras = {**_parameter_counts(model), **_lipschitz(model, data)}
+    if data.val_images is not None:            # held-out training images: what a learning rate is chosen on
+        val = evaluate(model, data.loader("val", batch_size=eval_batch_size(device)), device)
+        extras.update(val_acc=float(val["acc"]), val_loss=float(val["loss"]), val_size=len(data.val_images))
     analysis.close()
     return test, indices, extras
 
@@ -486,7 +492,8 @@ def reanalyse(experiment: str, results_dir="results", *, device=None, data_root=
             continue
         device_ = resolve_device(device)
         data = load_dataset(cfg.dataset, data_root, train_size=cfg.train_size, test_size=cfg.test_size,
-                            seed=cfg.data_seed, device=device_, cache=True, **dict(cfg.dataset_options))
+                            seed=cfg.data_seed, device=device_, cache=True, val_size=cfg.val_size,
+                            **dict(cfg.dataset_options))
         model = load_weights(cfg, results_dir, device=device_)
         t0 = time.perf_counter()
         test, indices, extras = analyse(model, data, cfg, device_)

@@ -47,6 +47,10 @@ ARMS = {
     "norm-free": {"model.branch_norm": "none", "model.branch_init": "zero", "model.spectral_coeff": None},
     "constrained": {"model.branch_norm": "none", "model.branch_init": "default", "model.spectral_coeff": 0.9},
 }
+# Issue 23's true twin of the norm-free arm: the same zero-initialised branches plus the constraint and
+# nothing else, so "constrained minus norm-free" changes one factor (the constrained arm above also
+# differs in its initialisation and learning rate).
+TRUE_TWIN = {"model.branch_norm": "none", "model.branch_init": "zero", "model.spectral_coeff": 0.9}
 
 
 # The norm-free arm trains at this fraction of the recipe's peak learning rate. Without batch norm
@@ -156,6 +160,24 @@ def _on_arms_recipe(scale: str, experiment: str, description: str) -> dict:
     return spec
 
 
+# Issue 23: learning rates tuned alike. Every arm's ordinary cell (and the true twin's) over one grid of
+# peak rates, on the arms recipe's 5,000 training images, chosen on 1,000 further training-stream images
+# held out as a validation split (val_acc in each result's extras), never on the test images.
+LR_GRID = [0.025, 0.05, 0.1, 0.2]
+
+
+def _preset_arms_lr(scale: str = "cpu") -> dict:
+    spec = _preset_arms(scale)
+    spec.update(description="Chapter 7: each arm's ordinary cell (and the constrained arm's true twin) over one "
+                            "learning-rate grid, scored on held-out training images (validation split)",
+                experiment="digitclutter_arms_lr" + ("" if scale == "cpu" else f"_{scale}"),
+                val_size=1_000 if scale == "cpu" else 64)
+    arms = [*copy.deepcopy(ARMS).values(), dict(TRUE_TWIN)]
+    spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"][:2], "arm": arms, "train.lr": list(LR_GRID),
+                    "coupling": [0.0], "train.identical_init": [False]}
+    return spec
+
+
 def _preset_convergent(scale: str = "cpu") -> dict:
     # A network that converges by construction (itercourse.contraction): every stage iterates one shared
     # step h <- G(h, x) with the stage input injected and Lip_h(G) <= 0.9, so the iteration is a
@@ -256,6 +278,8 @@ PRESETS = {
     "digitclutter_convergent": _preset_convergent,
     "digitclutter_convergent_smoke": lambda: _preset_convergent("smoke"),
     "digitclutter_arms_weights": _preset_arms_weights,
+    "digitclutter_arms_lr": _preset_arms_lr,
+    "digitclutter_arms_lr_smoke": lambda: _preset_arms_lr("smoke"),
     "digitclutter_arms_weights_smoke": lambda: _preset_arms_weights("smoke"),
     "smoke": _preset_smoke,
     "mnist": lambda: _preset_gpu("mnist"),

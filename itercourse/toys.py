@@ -404,7 +404,7 @@ def convergent_control(contractive: bool = True, n_blocks: int = 4, *, q: float 
     contraction with input injection, so the stream settles on ``h*`` and the
     read-out (class means fitted on the intact network's final states) keeps its
     accuracy at any extra depth: it should pass the convergence criterion
-    (:data:`itercourse.report.CONVERGENT_C`, :data:`itercourse.report.CONVERGENT_D`).
+    (:data:`itercourse.indices.CONVERGENT_C`, :data:`itercourse.indices.CONVERGENT_D`).
     ``contractive=False`` (default ``q = 1.3``): the same network with an
     expanding step, equally recurrent, whose updates grow instead of dying out:
     its non-contractive twin, which should fail.

@@ -1,56 +1,77 @@
-"""Verdict rules for the arms grid (chapter 7) and for He et al.'s orderings (chapter 1).
+"""Every chapter's verdicts on the papers' claims, under one rule (chapters 1, 6, 7 and 8).
 
-The rules, applied the same way to every claim:
+**The rule.** A claim compares two groups of runs, each the seeds of one cell:
+``diff = mean(B) - mean(A)`` with its Welch 95% confidence interval and ``n``
+per group (:func:`difference`). Every row says which hypothesis it tests and
+gets a Welch p-value; the p-values of one table are one family, adjusted with
+Holm's step-down method (:func:`itercourse.report.holm`), so a table of 14
+rows does not get 14 chances at a false "supported".
 
-1. **Effect direction.** Group B minus group A, each a set of seeds of one
-   cell: ``diff = mean(B) - mean(A)``. The effect is *resolved* only when
-   ``|diff|`` exceeds the seed spread of both groups (``noise = max(sd_A, sd_B)``,
-   ``sd`` = :func:`itercourse.report.spread`, the package's one spread) and is
-   at least ``min_effect``; with fewer than two seeds in a group it is never
-   resolved. Every row reports ``n`` per group.
-2. **Accuracy against the best unconstrained arm.** "The constraint does not
-   improve accuracy" compares the constrained arm's ordinary cell with the
-   *best* unconstrained arm's ordinary cell (highest mean test accuracy), never
-   with a weak baseline.
-3. **Recurrence from intermediate coupling.** "Coupling makes ResNets
-   iterative" compares identical-init lambda = 0 with identical-init
-   intermediate lambda (the one nearest 0.5, strictly between 0 and 1), per
-   arm. lambda = 1 is recurrent by construction and is not evidence. A
-   confound row compares independent with identical initialisation at lambda = 0.
-4. **Convergence as a threshold.** A network is convergent only if
-   :func:`itercourse.indices.is_convergent` (late-step rate <= 0.95 and
-   D >= 0.8 in every stage, the recalibrated indices of version 2). The
-   constraint "makes ResNets convergent" is supported only if the indices
-   rise (rule 1) *and* most constrained runs pass; a rise without passing
-   networks is reported as "direction only". Results measured with the
-   version-1 indices are not judged by the criterion (their rows say so).
+- *A direction* ("coupling raises recurrence", "A beats B") is **resolved**
+  when its Holm-adjusted two-sided p is below ``ALPHA`` (then the 95% CI
+  excludes 0 too) *and* ``|diff|`` is at least the minimum effect
+  (``MIN_EFFECT_ACC`` = 0.02 for accuracy, ``MIN_EFFECT_INDEX`` = 0.05 for the
+  indices). It is then ``supported`` or ``contradicted`` by its sign, else
+  ``not resolved``.
+- *A null claim* ("X does not improve accuracy") is **supported** only when an
+  improvement of ``MARGIN_ACC`` (+0.02, fixed before any run) or more is
+  excluded: the one-sided Welch test of ``diff >= margin`` (its p doubled, so
+  that before the adjustment p < 0.05 exactly when the 95% CI's upper end is
+  below the margin) is significant after Holm. It is ``contradicted`` by a
+  resolved improvement, and otherwise ``not resolved``: the row then says how
+  large a gain its CI still allows. "No resolved change" is never support.
+- *The budget test* replaces a plateau rule that a cosine schedule always
+  passes: where a grid holds each arm's ordinary cell also at twice the
+  epochs (:func:`split_budget`), an accuracy verdict on an arm holds only if
+  doubling moved that arm's mean test accuracy by less than the minimum effect
+  (:func:`budget_rows`); otherwise the row says the budget test failed.
+  Without doubled runs the rows say the budget is untested.
 
-5. **Plateau.** A run is compared only as trained if its training accuracy rose
-   by less than ``PLATEAU_GAIN`` (1.5 points) in its last epoch. A row whose
-   groups hold a run that was still climbing says so in its verdict
-   ("... ; not all runs at a plateau"), and :func:`cell_table` counts the
-   plateaued runs of every cell.
+Other rows of the arms tables:
+
+- **Accuracy against the best unconstrained arm.** "The constraint does not
+  improve accuracy" compares the constrained arm's ordinary cell with the
+  *best* unconstrained arm's ordinary cell (highest mean test accuracy).
+- **Recurrence from intermediate coupling.** "Coupling makes ResNets
+  iterative" compares identical-init lambda = 0 with identical-init
+  intermediate lambda (the one nearest 0.5, strictly between 0 and 1), per
+  arm; lambda = 1 is recurrent by construction and is not evidence. Confound
+  rows compare independent with identical initialisation at lambda = 0, for
+  recurrence and for accuracy.
+- **Convergence as a threshold.** A network is convergent only if
+  :func:`itercourse.indices.is_convergent` (late-step rate <= 0.95 and
+  D >= 0.8 in every stage, the indices of version 2). The constraint "makes
+  ResNets convergent" is supported only if the indices rise (the rule above)
+  *and* most constrained runs pass; a rise without passing networks is
+  "direction only". Results with version-1 indices are not judged.
 
 Cells are (arm, initialisation, coupling). Arms (:func:`arm_of`):
 ``conventional`` (BN in the branches), ``norm-free`` (no BN, zero-initialised
-branches), ``constrained`` (no BN, Lipschitz bound c on each branch) and
-``no-BN, He init`` (the previous grid's badly conditioned baseline).
+branches), ``constrained`` (no BN, Lipschitz bound c on each branch, default
+initialisation), ``constrained, zero init`` (the norm-free arm plus the bound
+and nothing else: its true twin) and ``no-BN, He init`` (the previous grid's
+badly conditioned baseline).
 """
 from __future__ import annotations
 
 import math
+import statistics
+from collections import Counter
 
 import numpy as np
 
-from .errors import check_int
-from .report import (CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent, markdown_table, mean_spread,
-                     metric_of, spread)
+from .errors import check_choice, check_int
+from .indices import CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent
+from .report import (constraint_of, coupling_of, holm, markdown_table, mean_spread, metric_of, t_quantile, welch_ci,
+                     welch_p)
 
-ARMS = ("conventional", "norm-free", "constrained", "no-BN, He init")
-MIN_EFFECT_ACC = 0.02        # accuracy: at least 2 points
+ARMS = ("conventional", "norm-free", "constrained", "no-BN, He init", "constrained, zero init")
+CONSTRAINED_ARMS = ("constrained", "constrained, zero init")
+ALPHA = 0.05                 # family-wise error rate of one table (Holm)
+MIN_EFFECT_ACC = 0.02        # accuracy: a direction needs at least 2 points
 MIN_EFFECT_INDEX = 0.05      # indices (range about 0..1)
-PLATEAU_GAIN = 0.015         # rule 5: the last epoch added less than 1.5 points of training accuracy
-PLATEAU_NOTE = "; not all runs at a plateau"
+MARGIN_ACC = 0.02            # "does not improve accuracy": a gain of 2 points or more must be excluded
+PLATEAU_GAIN = 0.015         # descriptive only (chapters 1 and 2 print it): last-epoch gain of a flat curve
 
 
 # ---------------------------------------------------------------- cells
@@ -59,7 +80,7 @@ def arm_of(r) -> str:
     """The arm of a result or of an experiment config (see the module docstring)."""
     m = getattr(r, "config", r).model
     if m.spectral_coeff is not None:
-        return "constrained"
+        return "constrained, zero init" if getattr(m, "branch_init", "default") == "zero" else "constrained"
     if m.branch_norm == "bn":
         return "conventional"
     return "norm-free" if getattr(m, "branch_init", "default") == "zero" else "no-BN, He init"
@@ -80,19 +101,19 @@ def cell_of(r) -> tuple:
 
 
 def last_gain(r, epochs: int = 1) -> float:
-    """Training accuracy gained over the last ``epochs`` epochs (nan when the run has no more epochs than that)."""
+    """Training accuracy gained over the last ``epochs`` epochs (nan when the run has no more epochs than that).
+
+    Descriptive: under a cosine schedule the last epochs run at a learning rate near 0, so a small
+    last gain does not show a plateau; verdicts use the budget test (:func:`budget_rows`) instead.
+    """
     check_int("epochs", epochs, minimum=1)
     acc = r.history.train_acc
     return float(acc[-1] - acc[-1 - epochs]) if len(acc) > epochs else float("nan")
 
 
 def still_climbing(r) -> bool:
-    """Rule 5: the run's last epoch added at least ``PLATEAU_GAIN`` (nan, too short to tell: False)."""
+    """The last epoch added at least ``PLATEAU_GAIN`` of training accuracy (descriptive; see :func:`last_gain`)."""
     return last_gain(r) >= PLATEAU_GAIN
-
-
-def _plateau_note(results, *cells) -> str:
-    return PLATEAU_NOTE if any(still_climbing(r) for r in results if cell_of(r) in cells) else ""
 
 
 def values(results, metric: str, cell: tuple) -> list:
@@ -101,29 +122,128 @@ def values(results, metric: str, cell: tuple) -> list:
     return [v for v in out if math.isfinite(v)]
 
 
-def effect(a, b, min_effect: float) -> dict:
-    """Rule 1: mean(b) - mean(a), the larger seed spread, n per group and the direction."""
+# ---------------------------------------------------------------- the rule
+
+def difference(a, b) -> dict:
+    """``mean(b) - mean(a)`` over seeds with its Welch 95% CI, ``se``, ``df`` and ``n`` per group."""
     a = [float(v) for v in a if math.isfinite(float(v))]
     b = [float(v) for v in b if math.isfinite(float(v))]
-    if not a or not b:
-        return {"diff": float("nan"), "noise": float("nan"), "n_a": len(a), "n_b": len(b), "direction": "missing"}
-    diff = float(np.mean(b) - np.mean(a))
-    noise = max(spread(a), spread(b)) if len(a) > 1 and len(b) > 1 else float("nan")
-    resolved = math.isfinite(noise) and abs(diff) > noise and abs(diff) >= min_effect
-    return {"mean_a": float(np.mean(a)), "mean_b": float(np.mean(b)), "diff": diff, "noise": noise,
-            "n_a": len(a), "n_b": len(b),
-            "direction": ("up" if diff > 0 else "down") if resolved else "unresolved"}
+    out = welch_ci(a, b)
+    out.setdefault("se", float("nan"))
+    if a and b:
+        out.update(mean_a=statistics.fmean(a), mean_b=statistics.fmean(b))
+    return out
 
 
-def _want(direction: str, want: str) -> str:
-    if direction == "missing":
-        return "missing runs"
-    if want == "none":                       # "does not improve": only a resolved rise contradicts
-        return {"up": "contradicted", "down": "supported (it lowered accuracy)"}.get(
-            direction, "supported (no resolved change)")
-    if direction == "unresolved":
-        return "not resolved at our scale"
-    return "supported" if direction == want else "contradicted"
+def claim_row(claim: str, comparison: str, metric: str, a, b, want: str, *, min_effect: float,
+              margin: float | None = None, note: str = "") -> dict:
+    """One comparison, B minus A, of a claim that wants ``"up"``, ``"down"`` or ``"none"`` (no improvement).
+
+    The row holds the difference, CI, n and its raw p-values; :func:`judge` gives the verdict once the
+    table's rows are all known (the Holm family). ``"none"`` needs ``margin``.
+    """
+    check_choice("want", want, ("up", "down", "none"))
+    if want == "none" and margin is None:
+        raise ValueError("want='none' (a null claim) needs margin=, the gain it must exclude")
+    d = difference(a, b)
+    row = {"claim": claim, "comparison": comparison, "metric": metric, "want": want, "min_effect": min_effect,
+           "margin": margin, "note": note, **d, "p_differs": welch_p(d), "direction": "threshold"}
+    row["p_below_margin"] = min(1.0, 2 * welch_p(d, above=margin)) if want == "none" else float("nan")
+    return row
+
+
+def threshold_row(claim: str, comparison: str, metric: str, n: int, verdict: str) -> dict:
+    """A row that counts networks against a threshold (no difference, no p-value)."""
+    nan = float("nan")
+    return {"claim": claim, "comparison": comparison, "metric": metric, "want": "threshold", "n_a": n, "n_b": 0,
+            "diff": nan, "low": nan, "high": nan, "p_differs": nan, "p_below_margin": nan, "verdict": verdict,
+            "direction": "threshold", "note": ""}
+
+
+def judge(rows: list, *, alpha: float = ALPHA) -> list:
+    """Verdicts for a table's rows under the rule (module docstring), Holm-adjusted over all its tests.
+
+    Adds ``p_holm`` (the adjusted p of the test that decided, or of the main test when none did),
+    ``direction`` (``up``, ``down``, ``unresolved`` or ``missing``) and ``verdict`` to every row that
+    compares two groups; threshold rows are left as they are.
+    """
+    keys = [(i, k) for i, r in enumerate(rows) if r["want"] != "threshold" for k in ("p_differs", "p_below_margin")]
+    adjusted = dict(zip(keys, holm([rows[i][k] for i, k in keys])))
+    for i, r in enumerate(rows):
+        if r["want"] == "threshold":
+            continue
+        p_dir, p_margin = adjusted[i, "p_differs"], adjusted[i, "p_below_margin"]
+        if not r["n_a"] or not r["n_b"]:
+            r.update(direction="missing", p_holm=float("nan"), verdict="missing runs")
+            continue
+        resolved = p_dir < alpha and abs(r["diff"]) >= r["min_effect"]
+        r["direction"] = ("up" if r["diff"] > 0 else "down") if resolved else "unresolved"
+        r["p_holm"] = p_dir
+        if r["want"] == "none":
+            if r["direction"] == "up":
+                verdict = "contradicted (it improved)"
+            elif p_margin < alpha:
+                r["p_holm"] = p_margin
+                verdict = ("supported (it lowered accuracy)" if r["direction"] == "down" else
+                           f"supported (a gain of {r['margin']:+.2f} or more excluded)")
+            else:
+                gain = r["high"]
+                verdict = ("not resolved: too few seeds for an interval" if not math.isfinite(gain) else
+                           f"not resolved (a gain up to {gain:+.3f} not excluded)")
+        elif r["direction"] == "unresolved":
+            verdict = "not resolved at our scale"
+        else:
+            verdict = "supported" if r["direction"] == r["want"] else "contradicted"
+        r["verdict"] = verdict + r["note"]
+    return rows
+
+
+def split_budget(results) -> tuple:
+    """``(main, doubled)``: the runs at the grid's own number of epochs, and those at twice it (the budget test).
+
+    The main budget is the smallest number of epochs among ``results``; runs at exactly twice it are the
+    doubled twins; any other budget is a ValueError (a grid has at most these two).
+    """
+    epochs = Counter(r.config.train.epochs for r in results)
+    if not epochs:
+        return [], []
+    base = min(epochs)
+    other = sorted(set(epochs) - {base, 2 * base})
+    if other:
+        raise ValueError(f"results train for {sorted(epochs)} epochs; a grid holds its budget and twice it "
+                         f"({base} and {2 * base}), not {other}")
+    return ([r for r in results if r.config.train.epochs == base],
+            [r for r in results if r.config.train.epochs == 2 * base])
+
+
+def budget_rows(results, doubled, *, min_effect: float = MIN_EFFECT_ACC) -> list:
+    """Per arm with doubled runs: the ordinary cell's test accuracy at twice the epochs minus at the budget.
+
+    The budget passes for an arm when ``|diff| < min_effect`` (and both groups have runs); a row's
+    ``passes`` says so. Rows for the table, with CI and n (no hypothesis test: the rule is on the size).
+    """
+    rows = []
+    for arm in [a for a in ARMS if any(arm_of(r) == a for r in doubled)]:
+        cell = (arm, "independent", 0.0)
+        row = claim_row("the budget suffices (doubling moves accuracy less than the minimum effect)",
+                        f"test accuracy, {arm}, ordinary cell: twice the epochs minus the budget", "final_test_acc",
+                        values(results, "final_test_acc", cell), values(doubled, "final_test_acc", cell), "up",
+                        min_effect=min_effect)
+        passes = bool(row["n_a"] and row["n_b"]) and abs(row["diff"]) < min_effect
+        row.update(want="threshold", arm=arm, passes=passes, p_differs=float("nan"),
+                   verdict=("passes" if passes else "missing runs" if not (row["n_a"] and row["n_b"]) else
+                            "fails: train longer before judging this arm's accuracy"))
+        rows.append(row)
+    return rows
+
+
+def _budget_note(budget: list, arms) -> str:
+    """The note an accuracy row gets from the budget test of the arms it compares."""
+    if not budget:
+        return "; budget untested (no doubled runs)"
+    tested = {b["arm"]: b["passes"] for b in budget}
+    failing = [a for a in arms if not tested.get(a, False)]
+    return f"; budget test failed or missing for {', '.join(failing)}" if failing else ""
 
 
 def intermediate_coupling(results) -> float | None:
@@ -151,104 +271,173 @@ def convergent_count(results, cell=None) -> tuple:
     return sum(is_convergent(r.indices) for r in rs), len(rs)
 
 
-# ---------------------------------------------------------------- Lippl et al.'s claims
+def mean_ci(vals) -> tuple:
+    """Mean of ``vals`` with its one-sample t 95% interval (nan interval below two values)."""
+    v = [float(x) for x in vals if math.isfinite(float(x))]
+    if not v:
+        return float("nan"), float("nan"), float("nan")
+    m = statistics.fmean(v)
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = t_quantile(0.975, len(v) - 1) * statistics.stdev(v) / math.sqrt(len(v))
+    return m, m - half, m + half
 
-def arm_verdicts(results, *, constrained: str = "constrained", min_effect_acc: float = MIN_EFFECT_ACC,
-                 min_effect_index: float = MIN_EFFECT_INDEX) -> list[dict]:
-    """A row per claim of Lippl et al. under rules 1-4; each row has its groups, ``n`` and verdict."""
+
+# ---------------------------------------------------------------- Lippl et al.'s claims, arms grids
+
+def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_effect_acc: float = MIN_EFFECT_ACC,
+                 min_effect_index: float = MIN_EFFECT_INDEX, margin_acc: float = MARGIN_ACC) -> list[dict]:
+    """A row per claim of Lippl et al. under the rule, judged as one Holm family; each row has its groups,
+    difference, 95% CI, n and verdict. ``doubled``: the ordinary cells at twice the epochs (the budget test,
+    whose rows come first; see :func:`split_budget`)."""
     rows = []
     arms = [a for a in ARMS if any(arm_of(r) == a for r in results)]
-    free = [a for a in arms if a != constrained]
+    free = [a for a in arms if a not in CONSTRAINED_ARMS]
     mid = intermediate_coupling(results)
+    budget = budget_rows(results, list(doubled), min_effect=min_effect_acc)
 
-    def add(claim, comparison, metric, cell_a, cell_b, want, min_effect, note=""):
-        e = effect(values(results, metric, cell_a), values(results, metric, cell_b), min_effect)
-        rows.append({"claim": claim, "comparison": comparison, "metric": metric, **e,
-                     "verdict": _want(e["direction"], want) + note + _plateau_note(results, cell_a, cell_b)})
+    def add(claim, comparison, metric, cell_a, cell_b, want, min_effect, margin=None, note=""):
+        if metric == "final_test_acc":
+            note += _budget_note(budget, sorted({cell_a[0], cell_b[0]}, key=ARMS.index))
+        rows.append(claim_row(claim, comparison, metric, values(results, metric, cell_a),
+                              values(results, metric, cell_b), want, min_effect=min_effect, margin=margin,
+                              note=note))
 
-    # Rule 2: the constraint against the best unconstrained arm (ordinary cells).
     ordinary = {a: values(results, "final_test_acc", (a, "independent", 0.0)) for a in arms}
     best = max((a for a in free if ordinary[a]), key=lambda a: np.mean(ordinary[a]), default=None)
-    if best is not None:
+    if best is not None and constrained in arms:
         add("the Lipschitz constraint does not improve accuracy",
             f"test accuracy, {constrained} minus the best unconstrained arm ({best}); ordinary cells",
             "final_test_acc", (best, "independent", 0.0), (constrained, "independent", 0.0), "none",
-            min_effect_acc)
+            min_effect_acc, margin_acc)
     for a in arms:
-        if mid is None:
-            break
-        add("coupling does not improve accuracy", f"test accuracy, {a}: lambda {mid:g} minus 0, identical init",
-            "final_test_acc", (a, "identical", 0.0), (a, "identical", mid), "none", min_effect_acc)
-    # Rule 3: recurrence from intermediate coupling, and the initialisation confound.
+        for lam in [v for v in (mid, 1.0) if v is not None and any(cell_of(r) == (a, "identical", v)
+                                                                    for r in results)]:
+            add("coupling does not improve accuracy", f"test accuracy, {a}: lambda {lam:g} minus 0, identical init",
+                "final_test_acc", (a, "identical", 0.0), (a, "identical", lam), "none", min_effect_acc, margin_acc)
+        if any(cell_of(r) == (a, "identical", 0.0) for r in results):
+            add("(confound) identical initialisation alone changes accuracy",
+                f"test accuracy, {a}, lambda 0: identical minus independent init",
+                "final_test_acc", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_acc)
     for a in arms:
         if mid is not None:
             add("coupling makes ResNets iterative", f"recurrence, {a}: lambda {mid:g} minus 0, identical init",
                 "recurrence", (a, "identical", 0.0), (a, "identical", mid), "up", min_effect_index)
-        add("(confound) identical initialisation alone raises recurrence",
-            f"recurrence, {a}, lambda 0: identical minus independent init",
-            "recurrence", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_index)
-    # Rule 4: convergence, as a direction and as a threshold.
+        if any(cell_of(r) == (a, "identical", 0.0) for r in results):
+            add("(confound) identical initialisation alone raises recurrence",
+                f"recurrence, {a}, lambda 0: identical minus independent init",
+                "recurrence", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_index)
     twin = "norm-free" if "norm-free" in arms else best
+    convergence_rows = []
     if not calibrated(results):                 # version-1 indices: C rose with a growing stream
-        n_twin = len(values(results, "final_test_acc", (twin, "independent", 0.0))) if twin else 0
         n_con = len(values(results, "final_test_acc", (constrained, "independent", 0.0)))
-        rows.append({"claim": "the Lipschitz constraint makes ResNets convergent",
-                     "comparison": f"convergence criterion, {constrained} against {twin}; ordinary cells",
-                     "metric": "rate, divergence", "diff": float("nan"), "noise": float("nan"), "n_a": n_twin,
-                     "n_b": n_con, "direction": "threshold",
-                     "verdict": "not judged: these results carry the version-1 indices (chapter 6)"})
+        convergence_rows.append(threshold_row(
+            "the Lipschitz constraint makes ResNets convergent",
+            f"convergence criterion, {constrained} against {twin}; ordinary cells", "rate, divergence", n_con,
+            "not judged: these results carry the version-1 indices (chapter 6)"))
     elif twin is not None and constrained in arms:
-        k, n = convergent_count(results, (constrained, "independent", 0.0))
         for metric in ("convergence", "divergence"):
-            e = effect(values(results, metric, (twin, "independent", 0.0)),
-                       values(results, metric, (constrained, "independent", 0.0)), min_effect_index)
-            verdict = _want(e["direction"], "up")
-            if verdict == "supported" and not (n and k > n / 2):
-                verdict = f"direction only: {k} of {n} constrained networks convergent"
-            verdict += _plateau_note(results, (twin, "independent", 0.0), (constrained, "independent", 0.0))
-            rows.append({"claim": "the Lipschitz constraint makes ResNets convergent",
-                         "comparison": f"{metric}, {constrained} minus {twin}; ordinary cells", "metric": metric,
-                         **e, "verdict": verdict})
+            add("the Lipschitz constraint makes ResNets convergent",
+                f"{metric}, {constrained} minus {twin}; ordinary cells", metric,
+                (twin, "independent", 0.0), (constrained, "independent", 0.0), "up", min_effect_index)
+    judge(rows)
+    if calibrated(results) and twin is not None and constrained in arms:
+        k, n = convergent_count(results, (constrained, "independent", 0.0))
+        for r in rows:
+            if r["claim"] == "the Lipschitz constraint makes ResNets convergent" and \
+                    r["verdict"].startswith("supported") and not (n and k > n / 2):
+                r["verdict"] = f"direction only: {k} of {n} constrained networks convergent"
+    rows += convergence_rows
     k, n = convergent_count(results)
     per_arm = [f"{a}: {_count_text(convergent_count([r for r in results if arm_of(r) == a]))}" for a in arms]
-    rows.append({"claim": f"any network convergent (rate <= {RATE_MAX:g} and D >= {CONVERGENT_D:g})",
-                 "comparison": "; ".join(per_arm) if k is not None else "the runs carry version-1 indices",
-                 "metric": "convergence, divergence", "diff": float("nan"), "noise": float("nan"),
-                 "n_a": n, "n_b": n, "direction": "threshold",
-                 "verdict": ("not judged: version-1 indices" if k is None
-                             else f"yes: {k} of {n} networks" if k else f"no: 0 of {n} networks")})
-    # Conventional training: the ordinary cells of the unconstrained arms.
+    rows.append(threshold_row(f"any network convergent (rate <= {RATE_MAX:g} and D >= {CONVERGENT_D:g})",
+                              "; ".join(per_arm) if k is not None else "the runs carry version-1 indices",
+                              "convergence, divergence", n,
+                              "not judged: version-1 indices" if k is None
+                              else f"yes: {k} of {n} networks" if k else f"no: 0 of {n} networks"))
     rec = {a: values(results, "recurrence", (a, "independent", 0.0)) for a in free}
     rec = {a: v for a, v in rec.items() if v}
     counts = [convergent_count(results, (a, "independent", 0.0))[0] for a in rec]
     passing = None if None in counts else sum(counts)
-    low = bool(rec) and all(np.mean(v) < 0.5 for v in rec.values())
-    rows.append({"claim": "conventionally trained ResNets do not learn iterative convergent solutions",
-                 "comparison": "ordinary cells (independent init, lambda 0) of the unconstrained arms: mean "
-                               "recurrence below 0.5 and no network convergent; " +
-                               "; ".join(f"{a} {np.mean(v):.2f}" for a, v in rec.items()),
-                 "metric": "recurrence", "diff": float("nan"), "noise": float("nan"),
-                 "n_a": sum(len(v) for v in rec.values()), "n_b": 0, "direction": "threshold",
-                 "verdict": ("missing runs" if not rec else
-                             "not judged: version-1 indices" if passing is None else
-                             "supported" if low and passing == 0 else "contradicted")
-                            + _plateau_note(results, *[(a, "independent", 0.0) for a in rec])})
-    return rows
+    cis = {a: mean_ci(v) for a, v in rec.items()}
+    low = bool(rec) and all(hi < 0.5 for _, _, hi in cis.values())
+    high = any(lo >= 0.5 for _, lo, _ in cis.values())
+    rows.append(threshold_row(
+        "conventionally trained ResNets do not learn iterative convergent solutions",
+        "ordinary cells (independent init, lambda 0) of the unconstrained arms: mean recurrence [95% CI] below "
+        "0.5 and no network convergent; " + "; ".join(
+            f"{a} {m:.2f} [{lo:.2f}, {hi:.2f}]" if math.isfinite(lo) else f"{a} {m:.2f} (n={len(rec[a])}, no CI)"
+            for a, (m, lo, hi) in cis.items()),
+        "recurrence", sum(len(v) for v in rec.values()),
+        "missing runs" if not rec else "not judged: version-1 indices" if passing is None else
+        "supported" if low and passing == 0 else "contradicted" if high or passing else "not resolved at our scale"))
+    return budget + rows
+
+
+def grid_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
+    """The claims of Lippl et al. on a (constraint x coupling) grid without arms (chapter 7's previous grid).
+
+    Groups pool every run of a coupling (or constraint), both constraints (or all couplings); the rule and
+    the Holm family are those of :func:`arm_verdicts`.
+    """
+    lo, hi = min(coupling_of(r) for r in results), max(coupling_of(r) for r in results)
+    pick = lambda metric, keep: [metric_of(r, metric) for r in results if keep(r)]   # noqa: E731
+    lam = lambda v: lambda r: coupling_of(r) == v                                        # noqa: E731
+    con = lambda c: lambda r: constraint_of(r) == c                                      # noqa: E731
+    rows = [
+        claim_row("coupling makes ResNets iterative", f"recurrence (state), coupling {hi:g} minus {lo:g}, "
+                  "both constraints", "recurrence", pick("recurrence", lam(lo)), pick("recurrence", lam(hi)), "up",
+                  min_effect=MIN_EFFECT_INDEX),
+        claim_row("coupling makes ResNets iterative", f"recurrence (performance), coupling {hi:g} minus {lo:g}, "
+                  "both constraints", "recurrence_performance", pick("recurrence_performance", lam(lo)),
+                  pick("recurrence_performance", lam(hi)), "up", min_effect=MIN_EFFECT_INDEX),
+        claim_row("the Lipschitz constraint makes ResNets convergent", f"convergence (version 1), {constrained} "
+                  "minus none, all couplings", "convergence", pick("convergence", con("none")),
+                  pick("convergence", con(constrained)), "up", min_effect=MIN_EFFECT_INDEX),
+        claim_row("the Lipschitz constraint makes ResNets convergent", f"divergence index (version 1), "
+                  f"{constrained} minus none, all couplings", "divergence", pick("divergence", con("none")),
+                  pick("divergence", con(constrained)), "up", min_effect=MIN_EFFECT_INDEX),
+        claim_row("coupling does not improve accuracy", f"test accuracy, coupling {hi:g} minus {lo:g}, both "
+                  "constraints", "final_test_acc", pick("final_test_acc", lam(lo)), pick("final_test_acc", lam(hi)),
+                  "none", min_effect=MIN_EFFECT_ACC, margin=MARGIN_ACC),
+        claim_row("the Lipschitz constraint does not improve accuracy", f"test accuracy, {constrained} minus none, "
+                  "all couplings", "final_test_acc", pick("final_test_acc", con("none")),
+                  pick("final_test_acc", con(constrained)), "none", min_effect=MIN_EFFECT_ACC, margin=MARGIN_ACC),
+        claim_row("conventionally trained ResNets do not learn iterative solutions",
+                  f"recurrence (state) of the ordinary ResNet (coupling {lo:g}, no constraint) minus the coupled "
+                  f"one ({hi:g})", "recurrence",
+                  pick("recurrence", lambda r: coupling_of(r) == hi and constraint_of(r) == "none"),
+                  pick("recurrence", lambda r: coupling_of(r) == lo and constraint_of(r) == "none"), "down",
+                  min_effect=MIN_EFFECT_INDEX),
+    ]
+    return judge(rows)
+
+
+# ---------------------------------------------------------------- tables
+
+def _ci_text(r: dict, digits: int = 3) -> str:
+    if not math.isfinite(r["diff"]):
+        return "n/a"
+    ci = f" [{r['low']:+.{digits}f}, {r['high']:+.{digits}f}]" if math.isfinite(r["low"]) else " (no CI: n < 2)"
+    return f"{r['diff']:+.{digits}f}{ci}"
 
 
 def rules_table(rows) -> str:
-    """The rows of :func:`arm_verdicts` as a markdown table."""
+    """Verdict rows (:func:`arm_verdicts`, :func:`grid_verdicts`) as a markdown table: difference with its
+    95% CI, n per group, Holm-adjusted p and verdict."""
     out = []
     for r in rows:
-        d = "n/a" if not math.isfinite(r["diff"]) else f"{r['diff']:+.3f} (spread {r['noise']:.3f})"
-        n = f"{r['n_a']} vs {r['n_b']}" if r["direction"] != "threshold" else f"{r['n_a']}"
-        out.append((r["claim"], r["comparison"], d, n, f"**{r['verdict']}**"))
-    return markdown_table(["claim", "comparison", "difference (seed spread)", "n", "verdict"], out)
+        n = f"{r['n_a']} vs {r['n_b']}" if r["n_b"] else f"{r['n_a']}"
+        p = r.get("p_holm", float("nan"))
+        out.append((r["claim"], r["comparison"], _ci_text(r), n, "" if not math.isfinite(p) else f"{p:.2g}",
+                    f"**{r['verdict']}**"))
+    return markdown_table(["claim", "comparison", "difference [95% CI]", "n", "p (Holm)", "verdict"], out)
 
 
 def cell_table(results, metrics=("final_test_acc", "final_train_acc", "recurrence", "convergence",
                                  "divergence")) -> str:
-    """One row per (arm, init, coupling): mean ± sd (n) of each metric, block spread, convergent count."""
+    """One row per (arm, init, coupling): mean ± sd (n) of each metric, block spread, convergent count,
+    and the median training-accuracy gain of the last epoch (descriptive, see :func:`last_gain`)."""
     keys = sorted({cell_of(r) for r in results}, key=lambda c: (ARMS.index(c[0]), c[1] != "independent", c[2]))
     rows = []
     for key in keys:
@@ -256,21 +445,19 @@ def cell_table(results, metrics=("final_test_acc", "final_train_acc", "recurrenc
         cols = [mean_spread([metric_of(r, m) for r in rs], digits=3) for m in metrics]
         spreads = [float(np.mean(r.extras["block_spread"])) for r in rs if r.extras.get("block_spread")]
         k, n = convergent_count(rs)
-        flat = sum(not still_climbing(r) for r in rs)
+        gains = [g for g in map(last_gain, rs) if math.isfinite(g)]
         judged = "not judged (v1)" if k is None else f"{k}/{n}"
-        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), judged, f"{flat}/{n}"))
+        rows.append((*key[:2], f"{key[2]:g}", *cols, mean_spread(spreads, digits=3), judged,
+                     f"{np.median(gains):+.3f}" if gains else "n/a"))
     head = ["arm", "init", "lambda", *[m.replace("final_", "") for m in metrics], "block spread", "convergent",
-            "at plateau"]
+            "last-epoch gain"]
     return markdown_table(head, rows)
 
 
 # ---------------------------------------------------------------- chapter 1: He et al.'s orderings
 
-def _order(accs: dict, better, worse, min_effect: float) -> tuple:
-    e = effect(accs[worse], accs[better], min_effect)
-    verdict = {"up": "reproduced", "down": "not reproduced"}.get(e["direction"], "not resolved at this scale")
-    got = f"{np.mean(accs[better]):.3f} vs {np.mean(accs[worse]):.3f} (spread {e['noise']:.3f}, n {e['n_b']}/{e['n_a']})"
-    return got, verdict
+_REPRODUCED = {"supported": "reproduced", "contradicted": "not reproduced",
+               "not resolved at our scale": "not resolved at this scale"}
 
 
 def identity_mapping_claims(accs: dict, gradients: dict | None = None, *, min_effect: float = 0.01) -> list[tuple]:
@@ -279,40 +466,56 @@ def identity_mapping_claims(accs: dict, gradients: dict | None = None, *, min_ef
     ``accs``: ``{(unit, shortcut): [test accuracy per seed]}``; ``gradients``:
     ``{(unit, shortcut): [gradient norm per state, first to last]}`` at
     initialisation (:func:`itercourse.propagation.signal_and_gradient_norms`).
-    An ordering "A better than B" is reproduced when A's mean test accuracy
-    exceeds B's by more than both seed spreads and ``min_effect`` (rule 1),
-    not reproduced when B wins by that margin, else not resolved at this scale.
-    Rows: (claim, what the paper reports, what we measure, verdict).
+    Every ordering "A better than B" is one comparison under the module's rule
+    (Welch CI, Holm over all the orderings of the table, ``|diff| >= min_effect``):
+    reproduced when A wins resolved, not reproduced when B does, else not
+    resolved at this scale. Rows: (claim, what the paper reports, what we measure, verdict).
     """
-    rows = []
     pre, orig = ("preact", "identity"), ("original", "identity")
     placements = [v for v in accs if v[1] == "identity"]
-    if pre in accs and orig in accs:
-        rows.append(("full pre-activation beats the original unit", "6.37% vs 6.61% error",
-                     *_order(accs, pre, orig, min_effect)))
     others = [v for v in placements if v != pre]
+    mult = [v for v in accs if v[0] == "original" and v[1] != "identity"]
+    pairs = []
+    if pre in accs:
+        pairs += [(pre, v) for v in others]
+    if orig in accs:
+        pairs += [(orig, v) for v in (("bn_after_add", "identity"), ("relu_before_add", "identity")) if v in accs]
+        pairs += [(orig, v) for v in mult]
+    tests = {pair: claim_row(f"{pair[0]} beats {pair[1]}", "", "final_test_acc", accs[pair[1]], accs[pair[0]], "up",
+                             min_effect=min_effect) for pair in dict.fromkeys(pairs)}
+    judge(list(tests.values()))
+    verdict = {pair: _REPRODUCED[r["verdict"]] for pair, r in tests.items()}
+
+    def got(pair):
+        r = tests[pair]
+        p = f", p (Holm) {r['p_holm']:.2g}" if math.isfinite(r["p_holm"]) else ""
+        return f"{r['mean_b']:.3f} vs {r['mean_a']:.3f}: {_ci_text(r)}, n {r['n_b']}/{r['n_a']}{p}"
+
+    def overall(res):
+        return ("not reproduced" if "not reproduced" in res else
+                "reproduced" if all(x == "reproduced" for x in res) else "not resolved at this scale")
+
+    rows = []
+    if (pre, orig) in tests:
+        rows.append(("full pre-activation beats the original unit", "6.37% vs 6.61% error", got((pre, orig)),
+                     verdict[pre, orig]))
     if pre in accs and others:
-        res = [_order(accs, pre, v, min_effect)[1] for v in others]
-        worst = "not reproduced" if "not reproduced" in res else (
-            "reproduced" if all(x == "reproduced" for x in res) else "not resolved at this scale")
+        res = [verdict[pre, v] for v in others]
         best = max(placements, key=lambda v: np.mean(accs[v]))
         rows.append(("full pre-activation is the best activation placement", "lowest error of the five (6.37%)",
                      f"best here: {best[0]} ({np.mean(accs[best]):.3f}); pre-activation vs each other: "
                      f"{sum(x == 'reproduced' for x in res)} ahead, {sum(x == 'not reproduced' for x in res)} behind",
-                     worst))
+                     overall(res)))
     for other, paper in ((("bn_after_add", "identity"), "6.61% vs 8.17%"),
                          (("relu_before_add", "identity"), "6.61% vs 7.84%")):
-        if orig in accs and other in accs:
-            rows.append((f"the original unit beats {other[0]}", paper, *_order(accs, orig, other, min_effect)))
-    mult = [v for v in accs if v[0] == "original" and v[1] != "identity"]
+        if (orig, other) in tests:
+            rows.append((f"the original unit beats {other[0]}", paper, got((orig, other)), verdict[orig, other]))
     if orig in accs and mult:
-        res = [_order(accs, orig, v, min_effect)[1] for v in mult]
+        res = [verdict[orig, v] for v in mult]
         rows.append(("the identity shortcut beats every other shortcut (original unit)",
                      "6.61% vs 6.91-12.22% or fail",
                      f"ahead of {sum(x == 'reproduced' for x in res)}, behind {sum(x == 'not reproduced' for x in res)}"
-                     f", unresolved {sum(x.startswith('not resolved') for x in res)} of {len(res)}",
-                     "reproduced" if all(x == "reproduced" for x in res) else
-                     "not reproduced" if "not reproduced" in res else "not resolved at this scale"))
+                     f", unresolved {sum(x.startswith('not resolved') for x in res)} of {len(res)}", overall(res)))
     if gradients:
         ratio = {v: g[0] / g[-1] for v, g in gradients.items()}
         if pre in ratio and orig in ratio:

@@ -8,7 +8,7 @@ from itercourse.io import read_json
 from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.provenance import UNKNOWN, code_label, code_versions, mixed_code_warning, source_sha256
-from itercourse.report import is_convergent
+from itercourse.indices import is_convergent
 from itercourse.presets import ARMS, NORM_FREE_LR_FACTOR
 from itercourse.sweeps import load_grid
 from itercourse.toys import convergent_control
@@ -178,5 +178,5 @@ def test_smoke_arms_grid_runs_and_reports(tmp_path, monkeypatch):
     assert len(results) == 12 and {cell_of(r)[0] for r in results} == set(ARMS)
     paths = write_report("digitclutter_arms_smoke", tmp_path / "results", tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "arms-grid rules" in text and "any network convergent" in text and "Code:" in text
+    assert "The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)" in text and "any network convergent" in text and "Code:" in text
     assert {p.name for p in paths} >= {"report.md", "arms.png"}

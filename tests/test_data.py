@@ -116,6 +116,30 @@ def test_subsampling_is_deterministic(tmp_path, monkeypatch):
         load_dataset("cifar10", root=str(tmp_path), download=False, train_size=31)
 
 
+def test_validation_split_is_held_out_and_leaves_the_training_images_alone(tmp_path, monkeypatch):
+    make_cifar(tmp_path, monkeypatch)
+    plain = load_dataset("cifar10", root=str(tmp_path), download=False, train_size=12, seed=1)
+    held = load_dataset("cifar10", root=str(tmp_path), download=False, train_size=12, seed=1, val_size=6)
+    assert torch.equal(plain.train_images, held.train_images) and plain.mean == held.mean
+    assert plain.val_images is None and held.val_images.shape[0] == 6
+    rows = lambda x: {bytes(v.numpy().tobytes()) for v in x}          # noqa: E731
+    assert not rows(held.train_images) & rows(held.val_images)         # never trained on
+    assert sum(len(b[1]) for b in held.loader("val", batch_size=4)) == 6
+    with pytest.raises(ValueError, match="val_size > 0"):
+        plain.loader("val")
+    with pytest.raises(ValueError, match="train_size \\+ val_size <= 30"):
+        load_dataset("cifar10", root=str(tmp_path), download=False, train_size=25, val_size=6)
+    with pytest.raises(ValueError, match="val_size=-1"):
+        load_dataset("cifar10", root=str(tmp_path), download=False, val_size=-1)
+    every = load_dataset("cifar10", root=str(tmp_path), download=False, val_size=6)   # the rest of the split
+    assert every.train_images.shape[0] == 24 and every.val_images.shape[0] == 6
+    dc_plain = load_dataset("digitclutter", train_size=40, test_size=8)
+    dc_held = load_dataset("digitclutter", train_size=40, test_size=8, val_size=10)
+    dc_more = load_dataset("digitclutter", train_size=50, test_size=8)
+    assert torch.equal(dc_plain.train_images, dc_held.train_images)
+    assert torch.equal(dc_held.val_images, dc_more.train_images[40:])   # the next images of the stream
+
+
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST/raw"), ("cifar10", "cifar-10-batches-py"),
                                           ("cifar100", "cifar-100-python")])
 def test_missing_files_say_where_and_how(tmp_path, name, folder):

@@ -88,6 +88,7 @@ def test_hash_depends_on_content_only():
     assert a.id != tiny(seed=1).id
     assert tiny(seed=2).train.seed == 2                                  # one seed, one source of truth
     assert tiny(index_options={"seed": 1, "max_pairs": 2}).id == tiny(index_options=(("max_pairs", 2), ("seed", 1))).id
+    assert tiny(val_size=0).id == a.id != tiny(val_size=8).id            # no validation split: the old id
 
 
 def test_bad_configs_name_the_field():
@@ -115,6 +116,16 @@ def test_run_twice_trains_once(tmp_path, data_root, count_training, monkeypatch)
     bounds = [row["bound"] for row in first.extras["lipschitz"]]
     assert len(bounds) == 4 and max(bounds) <= 0.9 * (1 + 1e-3)       # the constraint held after training
     assert not any((tmp_path / "ckpt").rglob("*.pt"))                   # checkpoint removed after the result
+    assert "val_acc" not in first.extras
+
+
+def test_a_validation_split_is_scored_and_changes_no_training_number(tmp_path, data_root):
+    plain = run(tiny(), tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    held = run(tiny(val_size=16), tmp_path, tmp_path / "ckpt", data_root=data_root, progress=False)
+    assert held.history.train_acc == plain.history.train_acc and held.final_test_acc == plain.final_test_acc
+    assert held.extras["val_size"] == 16 and 0 <= held.extras["val_acc"] <= 1
+    with pytest.raises(ValueError, match="val_size=-2"):
+        tiny(val_size=-2)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "edit", "garbage"])

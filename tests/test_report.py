@@ -1,12 +1,12 @@
-"""Reporting: one spread convention, markdown tables, claim verdicts (chapters 2 and 7) with known answers."""
+"""Reporting: one spread convention, the t distribution, Welch intervals, Holm, markdown tables, chapter 2's statistics."""
 import math
 import re
 
 import pytest
 import torch
 
-from itercourse.report import (claim_verdicts, grid_table, markdown_table, mean_spread, rank_corr,
-                               reproduction_verdict, sign_test_p, spread, verdict_table)
+from itercourse.report import (grid_table, holm, markdown_table, mean_spread, rank_corr, reproduction_verdict,
+                               sign_test_p, spread, t_cdf, welch_ci, welch_p)
 
 
 def test_spread_is_the_sample_standard_deviation():
@@ -59,27 +59,11 @@ def fake_results(effect: float, noise: float, seeds=(0, 1)):
     return out
 
 
-def test_claim_verdicts_on_grids_with_known_answers():
-    clear = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.6, noise=0.01))}
-    assert clear[("coupling makes ResNets iterative", "recurrence")] == "supported"
-    assert clear[("the Lipschitz constraint makes ResNets convergent", "convergence")] == "supported"
-    assert clear[("the Lipschitz constraint makes ResNets convergent", "divergence")].startswith("not resolved")
-    assert clear[("coupling does not improve accuracy", "final_test_acc")] == "supported (it lowered accuracy)"
-    assert clear[("conventionally trained ResNets do not learn iterative solutions", "recurrence")] == "supported"
-    backwards = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=-0.6, noise=0.01))}
-    assert backwards[("coupling makes ResNets iterative", "recurrence")] == "contradicted"
-    assert backwards[("coupling does not improve accuracy", "final_test_acc")] == "contradicted"
-    noisy = {(r["claim"], r["metric"]): r["verdict"] for r in claim_verdicts(fake_results(effect=0.03, noise=0.2))}
-    assert noisy[("coupling makes ResNets iterative", "recurrence")].startswith("not resolved")
-    assert noisy[("coupling does not improve accuracy", "final_test_acc")] == "supported (no resolved change)"
-
-
-def test_grid_and_verdict_tables_read_mean_sd_n():
+def test_grid_table_reads_mean_sd_n():
     results = fake_results(effect=0.6, noise=0.01)
     table = grid_table(results, metrics=("final_test_acc", "recurrence"))
     assert table.splitlines()[0] == "| constraint | coupling | test accuracy | recurrence |"
     assert "(n=2)" in table and "±" in table
-    assert "**supported**" in verdict_table(claim_verdicts(results))
 
 
 def test_t_quantiles_match_the_tables():
@@ -97,3 +81,33 @@ def test_welch_ci_on_known_groups():
     df = (0.0005 / 3) ** 2 / ((0.0004 / 3) ** 2 / 2 + (0.0001 / 3) ** 2 / 2)
     assert abs(ci["df"] - df) < 1e-9 and ci["low"] < 0.1 - 2 * se and ci["high"] > 0.1 + 2 * se
     assert welch_ci([0.5], [0.6])["low"] != welch_ci([0.5], [0.6])["low"]      # nan: no spread with n = 1
+
+
+def test_t_cdf_matches_the_tables_and_the_normal():
+    for df, t in ((1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (1000, 1.962)):
+        assert t_cdf(t, df) == pytest.approx(0.975, abs=2e-5)
+    assert t_cdf(0.0, 3) == 0.5 and t_cdf(-1.0, 5) == pytest.approx(0.18161, abs=1e-5)
+    assert t_cdf(1.0, 5) + t_cdf(-1.0, 5) == pytest.approx(1.0)
+    assert t_cdf(1.0, float("inf")) == pytest.approx(0.841345, abs=1e-6)
+    assert t_cdf(2.5, 2.9411) == pytest.approx(0.95570, abs=5e-4)         # fractional df (Welch)
+    with pytest.raises(ValueError, match="df"):
+        t_cdf(1.0, 0)
+
+
+def test_welch_p_two_sided_and_against_a_margin():
+    ci = welch_ci([0.5, 0.52, 0.48], [0.6, 0.61, 0.59])
+    p = welch_p(ci)
+    assert 0 < p < 0.01 and p == pytest.approx(2 * t_cdf(-ci["diff"] / ci["se"], ci["df"]))
+    # 95% CI below the margin <=> doubled one-sided p below 0.05
+    assert ci["high"] < 0.15 and 2 * welch_p(ci, above=0.15) < 0.05
+    assert ci["high"] > 0.14 and 2 * welch_p(ci, above=0.14) > 0.05
+    assert math.isnan(welch_p(welch_ci([0.5], [0.6])))                    # n = 1: no test
+    same = welch_ci([0.5, 0.5], [0.5, 0.5])
+    assert welch_p(same) == 1.0 and welch_p(same, above=0.02) == 0.0
+
+
+def test_holm_on_known_answers():
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    out = holm([0.01, float("nan"), 0.02])
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([]) == [] and holm([0.9, 0.9]) == [1.0, 1.0]            # capped at 1

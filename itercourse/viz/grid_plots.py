@@ -12,7 +12,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from ..report import CONVERGENT_C, CONVERGENT_D, metric_of
+from ..indices import CONVERGENT_C, CONVERGENT_D
+from ..report import metric_of
 from ..verdicts import ARMS, arm_of, calibrated, cell_of, init_of
 from .style import COLUMN_WIDTH, MIN_FONT_PT
 
