@@ -65,14 +65,18 @@ def test_holm_makes_a_table_of_tests_one_family():
     alone = one(a, b)
     assert alone["verdict"] == "supported" and alone["p_differs"] < 0.05
     rows = judge([claim_row("c", "x", "m", a, b, "up", min_effect=0.02) for _ in range(5)])
-    assert all(r["verdict"] == "not resolved at our scale" and r["p_holm"] > 0.05 for r in rows)
+    assert all(r["verdict"] == "not resolved at our scale" and r["p_holm"] > 0.05 and r["tests"] == 5 for r in rows)
+    # a null claim puts one test into the family: the margin test below the minimum effect
+    near = judge([claim_row("c", "x", "m", [0.70, 0.701, 0.699], [0.70, 0.702, 0.698], "none", min_effect=0.02,
+                            margin=0.02)] * 1 + [claim_row("c", "x", "m", a, b, "up", min_effect=0.02)])
+    assert near[0]["tests"] == 2 and near[0]["verdict"].startswith("supported (a gain of +0.02")
 
 
 def test_a_null_claim_needs_the_margin_excluded():
     tight = one([0.70, 0.701, 0.699], [0.70, 0.702, 0.698], "none")
     assert tight["verdict"].startswith("supported (a gain of +0.02 or more excluded)") and tight["high"] < MARGIN_ACC
     wide = one([0.6, 0.7, 0.8], [0.6, 0.7, 0.8], "none")                 # no change, but a wide interval
-    assert wide["verdict"].startswith("not resolved (a gain up to +") and wide["high"] > MARGIN_ACC
+    assert wide["verdict"].startswith("not resolved (the 95% CI allows a gain up to +") and wide["high"] > MARGIN_ACC
     assert one([0.7, 0.71, 0.69], [0.6, 0.61, 0.59], "none")["verdict"] == "supported (it lowered accuracy)"
     assert one([0.6, 0.61, 0.59], [0.7, 0.71, 0.69], "none")["verdict"] == "contradicted (it improved)"
     with pytest.raises(ValueError, match="margin"):
@@ -116,18 +120,26 @@ def test_the_budget_test_can_fail():
 
 def test_grid_verdicts_on_grids_with_known_answers():
     from test_report import fake_results
-    clear = {(r["claim"], r["metric"]): r["verdict"] for r in grid_verdicts(fake_results(effect=0.6, noise=0.01))}
+    clear_runs = fake_results(effect=0.6, noise=0.01)
+    clear = {(r["claim"], r["metric"]): r["verdict"].split(";")[0] for r in grid_verdicts(clear_runs)}
     assert clear[("coupling makes ResNets iterative", "recurrence")] == "supported"
+    assert clear[("the Lipschitz constraint makes ResNets convergent", "convergence")].startswith("not judged")
+    for r in clear_runs:                                         # the same runs with version-2 indices
+        r.indices["indices_version"] = 2
+    clear = {(r["claim"], r["metric"]): r["verdict"].split(";")[0] for r in grid_verdicts(clear_runs)}
     assert clear[("the Lipschitz constraint makes ResNets convergent", "convergence")] == "supported"
     assert clear[("the Lipschitz constraint makes ResNets convergent", "divergence")].startswith("not resolved")
     assert clear[("coupling does not improve accuracy", "final_test_acc")] == "supported (it lowered accuracy)"
     assert clear[("conventionally trained ResNets do not learn iterative solutions", "recurrence")] == "supported"
-    back = {(r["claim"], r["metric"]): r["verdict"] for r in grid_verdicts(fake_results(effect=-0.6, noise=0.01))}
+    back = {(r["claim"], r["metric"]): r["verdict"].split(";")[0]
+            for r in grid_verdicts(fake_results(effect=-0.6, noise=0.01))}
     assert back[("coupling makes ResNets iterative", "recurrence")] == "contradicted"
     assert back[("coupling does not improve accuracy", "final_test_acc")] == "contradicted (it improved)"
-    noisy = {(r["claim"], r["metric"]): r["verdict"] for r in grid_verdicts(fake_results(effect=0.03, noise=0.2))}
+    noisy = {(r["claim"], r["metric"]): r["verdict"].split(";")[0]
+             for r in grid_verdicts(fake_results(effect=0.03, noise=0.2))}
     assert noisy[("coupling makes ResNets iterative", "recurrence")].startswith("not resolved")
-    assert noisy[("coupling does not improve accuracy", "final_test_acc")].startswith("not resolved (a gain up to")
+    assert noisy[("coupling does not improve accuracy", "final_test_acc")].startswith(
+        "not resolved (the 95% CI allows a gain up to")
     table = rules_table(grid_verdicts(fake_results(effect=0.6, noise=0.01)))
     assert "difference [95% CI]" in table and "p (Holm)" in table and "**supported**" in table
 
