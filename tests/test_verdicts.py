@@ -301,3 +301,13 @@ def test_cells_show_the_last_epoch_gain_descriptively():
     with pytest.raises(ValueError, match="epochs=0"):
         last_gain(results[0], epochs=0)
     assert "+0.005" in cell_table(results) and "last-epoch gain" in cell_table(results)
+
+
+def test_a_null_claim_can_exclude_the_margin_alone_but_not_after_holm():
+    a, b = [0.80, 0.83, 0.86], [0.70, 0.73, 0.76]                  # 95% CI of b - a well below +0.02
+    alone = one(a, b, "none")
+    assert alone["verdict"] == "supported (it lowered accuracy)" and alone["tests"] == 1
+    noisy = [claim_row("c", "x", "m", [0.5, 0.6, 0.7], [0.5, 0.6, 0.7], "up", min_effect=0.02) for _ in range(30)]
+    rows = judge([claim_row("c", "x", "m", a, b, "none", min_effect=0.02, margin=0.02)] + noisy)
+    assert rows[0]["high"] < 0.02 and rows[0]["p_holm"] > 0.05 and rows[0]["tests"] == 31
+    assert rows[0]["verdict"].startswith("not resolved (the 95% CI excludes a gain of +0.02, but not after Holm")
