@@ -13,8 +13,8 @@ calls the package the way a student would get it wrong and asserts
 - that nothing half-written is left behind (no temporary files; where a row
   writes, the target does not exist afterwards).
 
-Rows for modules that may not exist yet import them through
-``pytest.importorskip`` (skipped until the module lands, then checked).
+Rows reach the package through plain imports: a module that fails to import
+fails the rows that use it, never skips them.
 
 Unwritable folders: the tests run as root here, and root ignores permission
 bits (``chmod 500`` does not stop it, ``os.access`` says yes), so a row that
@@ -25,6 +25,7 @@ needs "a folder you cannot write to" uses a path whose parent is a regular
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import subprocess
 import sys
@@ -120,7 +121,7 @@ def train_twice(t: Path, **second):
 
 
 def _api(module: str, name: str):
-    return getattr(pytest.importorskip(module), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def evil_pt(t: Path) -> Path:
@@ -544,7 +545,7 @@ def test_the_table_is_big_enough():
 
 def test_results_folder_is_checked_before_training(tmp_path, monkeypatch):
     """A results folder that cannot be written fails at once, not after hours of training."""
-    experiments = pytest.importorskip(M("experiments"))
+    experiments = importlib.import_module(M("experiments"))
 
     def no_training(*args, **kwargs):
         raise AssertionError("run() started training although its results folder cannot be written")
@@ -648,7 +649,7 @@ def test_bad_command_line_is_explained(case: BadCli, tmp_path, capsys, monkeypat
 
 def test_command_line_error_in_a_real_process(tmp_path):
     """The same through a real ``python -m itercourse`` process: no traceback reaches the terminal."""
-    pytest.importorskip(M("__main__"))
+    importlib.import_module(M("__main__"))
     proc = subprocess.run([sys.executable, "-m", "itercourse", "run", "--coupling", "2"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
