@@ -40,7 +40,7 @@ from . import __version__
 from .coupling import block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
-from .claims import wait_while_claimed
+from .locks import wait_while_locked
 from .config_id import (canonical_config, check_parameters, checkpoint_path, flat, hash_of, result_path, spellings,
                         weights_path)
 from .indices import iterative_convergence_indices, recurrence_index
@@ -353,7 +353,7 @@ def load_results(experiment: str, results_dir="results", *, skipped: list | None
         raise NotADirectoryError(f"experiment={experiment!r}: {str(folder)!r} is a file, not a results folder")
     out, seen = [], set()
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".failed.json"):          # a failure record (claims.py), not a result
+        if path.name.endswith(".failed.json"):          # a failure record (locks.py), not a result
             continue
         try:
             res = Result.from_json(path)
@@ -405,7 +405,7 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     cached = load_result(cfg, results_dir)
     if cached is not None:
         return cached
-    if wait_while_claimed(cfg, results_dir, log=log):  # a sweep was computing it: its result, if it wrote one
+    if wait_while_locked(cfg, results_dir, log=log):   # a sweep was computing it: its result, if it wrote one
         cached = load_result(cfg, results_dir)
         if cached is not None:
             return cached

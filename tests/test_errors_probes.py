@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from itercourse import __main__ as cli
-from itercourse import claims, config_id
+from itercourse import config_id, locks
 from itercourse import experiments as ex
 from itercourse.data import BatchLoader, load_dataset
 from itercourse.digitclutter import make_digitclutter
@@ -191,7 +191,7 @@ def test_sweep_records_a_failure_goes_on_and_does_not_loop(tmp_path, monkeypatch
     assert "1 of 2 configs failed" in message and bad.id in message and bad.label() in message
     assert "diverged" in message and "--retry-failed" in message
     assert load_result(good, tmp_path / "r") is not None          # the config after it ran
-    record = read_json(claims.failure_path(bad, tmp_path / "r"))
+    record = read_json(locks.failure_path(bad, tmp_path / "r"))
     assert record["id"] == bad.id and "lr=" in record["error"]
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("a recorded failure was retried"))
     with pytest.raises(SweepFailed):
@@ -443,7 +443,7 @@ PARENT = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 import multiprocessing as mp
-from itercourse.claims import watch_parent
+from itercourse.locks import watch_parent
 
 def job(path):
     open(path, "w").write(str(os.getpid()))
@@ -470,9 +470,9 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         deadline = time.time() + 15
-        while claims._alive(worker) and time.time() < deadline:
+        while locks._alive(worker) and time.time() < deadline:
             time.sleep(0.2)
-        gone = not claims._alive(worker) or _zombie(worker)
+        gone = not locks._alive(worker) or _zombie(worker)
         if not gone:
             os.kill(worker, signal.SIGKILL)
         assert gone, "the worker outlived its killed parent"
@@ -488,32 +488,32 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-# ------------------------------------------------------------------ 11. claims instead of check-then-act races
+# ------------------------------------------------------------------ 11. locks instead of check-then-act races
 
-def test_a_claim_is_exclusive_and_a_dead_owner_is_stale(tmp_path):
+def test_a_lock_is_exclusive_and_a_dead_owner_is_stale(tmp_path):
     cfg = tiny()
-    assert claims.claim(cfg, tmp_path)
-    assert not claims.claim(cfg, tmp_path)                         # held by this live process
-    claims.release(cfg, tmp_path)
-    claims.release(cfg, tmp_path)                                   # releasing twice is harmless
+    assert locks.acquire(cfg, tmp_path)
+    assert not locks.acquire(cfg, tmp_path)                         # held by this live process
+    locks.release(cfg, tmp_path)
+    locks.release(cfg, tmp_path)                                   # releasing twice is harmless
     sleeper = subprocess.Popen([sys.executable, "-c", "pass"])
     sleeper.wait()                                                  # a pid that is certainly dead
-    path = claims.claim_path(cfg, tmp_path)
+    path = locks.lock_path(cfg, tmp_path)
     path.write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename, "time": time.time()}))
-    assert claims.claim(cfg, tmp_path)                              # stale: taken over
+    assert locks.acquire(cfg, tmp_path)                              # stale: taken over
     assert json.loads(path.read_text())["pid"] == os.getpid()
 
 
-def test_a_config_claimed_by_another_sweep_is_not_trained_twice(tmp_path, monkeypatch):
+def test_a_config_locked_by_another_sweep_is_not_trained_twice(tmp_path, monkeypatch):
     from itercourse import sweeps
     cfg = tiny()
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        path = claims.claim_path(cfg, tmp_path / "r")
+        path = locks.lock_path(cfg, tmp_path / "r")
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps({"pid": other.pid, "host": os.uname().nodename, "time": time.time()}))
         monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("trained a config another sweep holds"))
-        assert sweeps._run_claimed(cfg, tmp_path / "r", tmp_path / "c", None, str(tmp_path / "d")) == "claimed"
+        assert sweeps._run_locked(cfg, tmp_path / "r", tmp_path / "c", None, str(tmp_path / "d")) == "locked"
     finally:
         other.kill()
         other.wait()
@@ -521,7 +521,7 @@ def test_a_config_claimed_by_another_sweep_is_not_trained_twice(tmp_path, monkey
     monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
     results = sweep([cfg], results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "c",
                     data_root=str(tmp_path / "d"), progress=False, log=lambda *a: None, poll_s=0.1)
-    assert results[0].id == cfg.id and not path.exists()           # the dead owner's claim was taken over
+    assert results[0].id == cfg.id and not path.exists()           # the dead owner's lock was taken over
 
 
 def test_a_checkpoint_written_before_owners_still_resumes(tmp_path, data):

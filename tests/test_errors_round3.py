@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from itercourse import __main__ as cli
-from itercourse import claims, sweeps
+from itercourse import locks, sweeps
 from itercourse import experiments as ex
 from itercourse import training
 from itercourse.errors import DivergedError
@@ -117,10 +117,10 @@ def test_a_diverged_config_is_recorded_skipped_by_the_sweep_and_one_line_in_the_
     real = training.evaluate
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real(*a, **k), "loss": float("inf")})
     cfg = tiny()
-    with pytest.raises(claims.SweepFailed, match="DivergedError"):
+    with pytest.raises(locks.SweepFailed, match="DivergedError"):
         sweep([cfg], results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "ck", data_root=tmp_path / "d",
               progress=False, log=lambda *a: None)
-    assert claims.failure_path(cfg, tmp_path / "r").exists() and not result_path(cfg, tmp_path / "r").exists()
+    assert locks.failure_path(cfg, tmp_path / "r").exists() and not result_path(cfg, tmp_path / "r").exists()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "--train-size", "32", "--test-size", "16", "--epochs", "1", "--batch-size", "16",
@@ -179,7 +179,7 @@ def test_lipschitz_report_is_for_the_images_given():
     assert [r["input_shape"] for r in rows] == [[4, 16, 16], [4, 8, 8]]
 
 
-# ---------------------------------------------------------------- 6. claims never hang in silence
+# ---------------------------------------------------------------- 6. locks never hang in silence
 
 @pytest.fixture
 def other_process():
@@ -189,52 +189,52 @@ def other_process():
     proc.wait()
 
 
-def _claim_file(cfg, results_dir, **held):
-    path = claims.claim_path(cfg, results_dir)
+def _lock_file(cfg, results_dir, **held):
+    path = locks.lock_path(cfg, results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"host": socket.gethostname(), "time": time.time(), **held}))
     return path
 
 
-def test_a_claim_whose_pid_was_reused_is_stale(tmp_path, other_process):
+def test_a_lock_whose_pid_was_reused_is_stale(tmp_path, other_process):
     cfg = tiny()
-    _claim_file(cfg, tmp_path, pid=other_process, start=claims.start_time(other_process) + 1)
-    assert claims.claim(cfg, tmp_path)                      # the pid lives, but is another process
-    claims.release(cfg, tmp_path)
-    _claim_file(cfg, tmp_path, pid=other_process, start=claims.start_time(other_process))
-    assert not claims.claim(cfg, tmp_path)                  # the real owner keeps it
+    _lock_file(cfg, tmp_path, pid=other_process, start=locks.start_time(other_process) + 1)
+    assert locks.acquire(cfg, tmp_path)                      # the pid lives, but is another process
+    locks.release(cfg, tmp_path)
+    _lock_file(cfg, tmp_path, pid=other_process, start=locks.start_time(other_process))
+    assert not locks.acquire(cfg, tmp_path)                  # the real owner keeps it
 
 
 @pytest.mark.parametrize("pid", [0, -1, "12"])
-def test_a_claim_with_pid_zero_is_stale(tmp_path, pid):
+def test_a_lock_with_pid_zero_is_stale(tmp_path, pid):
     cfg = tiny()
-    _claim_file(cfg, tmp_path, pid=pid)
-    assert claims.claim(cfg, tmp_path)
-    claims.release(cfg, tmp_path)
+    _lock_file(cfg, tmp_path, pid=pid)
+    assert locks.acquire(cfg, tmp_path)
+    locks.release(cfg, tmp_path)
 
 
-def test_a_foreign_claim_goes_stale_when_its_heartbeat_stops(tmp_path):
+def test_a_foreign_lock_goes_stale_when_its_heartbeat_stops(tmp_path):
     cfg = tiny()
-    path = _claim_file(cfg, tmp_path, pid=123, host="elsewhere")
-    assert not claims.claim(cfg, tmp_path)                  # fresh heartbeat: held
-    old = time.time() - claims.CLAIM_TTL_S - 60
+    path = _lock_file(cfg, tmp_path, pid=123, host="elsewhere")
+    assert not locks.acquire(cfg, tmp_path)                  # fresh heartbeat: held
+    old = time.time() - locks.LOCK_TTL_S - 60
     path.write_text(json.dumps({"pid": 123, "host": "elsewhere", "time": old}))
     os.utime(path, (old, old))
-    assert claims.claim(cfg, tmp_path)                      # killed on another host: taken over
-    claims.release(cfg, tmp_path)
+    assert locks.acquire(cfg, tmp_path)                      # killed on another host: taken over
+    locks.release(cfg, tmp_path)
 
 
-def test_waiting_is_visible_and_ends_when_the_claim_is_released(tmp_path, other_process):
+def test_waiting_is_visible_and_ends_when_the_lock_is_released(tmp_path, other_process):
     cfg = tiny()
-    path = _claim_file(cfg, tmp_path, pid=other_process, start=claims.start_time(other_process))
+    path = _lock_file(cfg, tmp_path, pid=other_process, start=locks.start_time(other_process))
     lines = []
     threading.Timer(0.3, path.unlink).start()
-    assert claims.wait_while_claimed(cfg, tmp_path, log=lines.append, poll_s=0.05)
+    assert locks.wait_while_locked(cfg, tmp_path, log=lines.append, poll_s=0.05)
     assert len(lines) == 1 and f"waiting for {cfg.id}" in lines[0]
     assert f"held by {socket.gethostname()}/{other_process} since" in lines[0]
 
 
-def test_run_honours_a_sweeps_claim(tmp_path, monkeypatch):
+def test_run_honours_a_sweeps_lock(tmp_path, monkeypatch):
     cfg = tiny()
     waited = []
 
@@ -242,21 +242,21 @@ def test_run_honours_a_sweeps_claim(tmp_path, monkeypatch):
         waited.append(c.id)
         write(fake_result(c), Path(results_dir))
         return True
-    monkeypatch.setattr(ex, "wait_while_claimed", fake_wait)
+    monkeypatch.setattr(ex, "wait_while_locked", fake_wait)
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained a config a sweep was computing"))
     res = ex.run(cfg, tmp_path / "r", tmp_path / "ck", data_root=str(tmp_path / "d"), progress=False)
     assert waited == [cfg.id] and res.id == cfg.id
 
 
-def test_claims_heartbeat_while_held(tmp_path, monkeypatch):
-    monkeypatch.setattr(claims, "HEARTBEAT_S", 0.05)
+def test_locks_heartbeat_while_held(tmp_path, monkeypatch):
+    monkeypatch.setattr(locks, "HEARTBEAT_S", 0.05)
     cfg = tiny()
-    assert claims.claim(cfg, tmp_path)
-    path = claims.claim_path(cfg, tmp_path)
+    assert locks.acquire(cfg, tmp_path)
+    path = locks.lock_path(cfg, tmp_path)
     os.utime(path, (1, 1))
     time.sleep(0.3)
     assert path.stat().st_mtime > time.time() - 5
-    claims.release(cfg, tmp_path)
+    locks.release(cfg, tmp_path)
 
 
 # ---------------------------------------------------------------- 6. grid sizes and an O(n) --list
@@ -290,7 +290,7 @@ def test_a_result_with_an_unknown_neutral_field_loads(tmp_path):
 def test_report_ignores_failure_records(tmp_path, capsys):
     cfg = tiny()
     write(fake_result(cfg), tmp_path)
-    atomic_write_json(claims.failure_path(tiny(seed=1), tmp_path), {"id": "x", "label": "x", "error": "E: e"})
+    atomic_write_json(locks.failure_path(tiny(seed=1), tmp_path), {"id": "x", "label": "x", "error": "E: e"})
     skipped = []
     assert len(load_results(cfg.experiment, tmp_path, skipped=skipped)) == 1 and skipped == []
     assert cli.main(["report", "--experiment", cfg.experiment, "--results-dir", str(tmp_path),
@@ -301,7 +301,7 @@ def test_report_ignores_failure_records(tmp_path, capsys):
 def test_an_out_of_date_failure_record_does_not_fail_the_sweep(tmp_path):
     cfg = tiny()
     write(fake_result(cfg), tmp_path)
-    atomic_write_json(claims.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
+    atomic_write_json(locks.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
     assert sweeps.failures([cfg], tmp_path) == []
     assert [r.id for r in sweep([cfg], results_dir=tmp_path, progress=False)] == [cfg.id]
 
