@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 from torch.nn.utils import parametrize
 
-from . import __version__
 from .coupling import block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
@@ -50,6 +49,7 @@ from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .provenance import code_provenance
 from .training import History, TrainConfig, check_not_diverged, eval_batch_size, evaluate, resolve_device, train
+from .version import __version__
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
 DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
