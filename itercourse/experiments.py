@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch.nn.utils import parametrize
 
-from .coupling import block_spread, effective_parameters
+from .coupling import block_difference, block_similarity, block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
 from .locks import wait_while_locked
@@ -511,6 +511,32 @@ def reanalyse(experiment: str, results_dir="results", *, device=None, data_root=
         log(f"{len(missing)} result(s) of {experiment} have no saved weights and were left as they are: "
             + ", ".join(missing))
     return out
+
+
+# ---------------------------------------------------------------- one uncached run on the coupling dial
+
+def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, identical_init: bool = True,
+                   seed: int = 0, progress: bool = False) -> dict:
+    """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
+
+    Chapter 4 sweeps the dial with these uncached runs; the grids of chapters 6-8 go through
+    :func:`run`, which caches by config hash. Returns a record of its own, not a :class:`Result`:
+    the config, per-epoch history, final ``block_spread`` (conv weights and all parameters),
+    ``block_difference``, the last stage's block similarity matrix (conv weights),
+    ``effective_parameters``, ``count_parameters`` and wall time.
+    """
+    train_cfg = TrainConfig() if train_cfg is None else train_cfg
+    train_cfg = replace(train_cfg, coupling=strength, identical_init=identical_init, seed=seed)
+    model = build_resnet(model_cfg, seed=seed)
+    t0 = time.perf_counter()
+    history = train(model, data, train_cfg, progress=progress)
+    return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
+            "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
+            "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
+            "max_difference": block_difference(model),
+            "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
+            "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
+            "seconds": time.perf_counter() - t0}
 
 
 def _jsonable(v):
