@@ -5,8 +5,6 @@ teaches (the README's module map lists them); the names below are the public
 API the chapters, tests and assignments rely on (see the README's API section).
 ``itercourse.train`` is the training function; its module is ``itercourse.training``.
 """
-__version__ = "0.1.0"
-
 from .adapters import from_torchvision
 from .blocks import SHORTCUTS, UNITS, ResidualUnit
 from .coupling import GradientCoupling, effective_parameters, make_blocks_identical
@@ -23,9 +21,11 @@ from .refinement import (borderline_examples, drop_block_accuracy, gradient_alig
 from .smoke import is_smoke, pick
 from .sweeps import PRESETS, load_grid, sweep
 from .training import History, TrainConfig, evaluate, train
+from .version import __version__
 from .walk import eval_mode, stage_states, unrolled, without
 
 __all__ = [
+    "__version__",
     "from_torchvision", "SHORTCUTS", "UNITS", "ResidualUnit", "GradientCoupling", "effective_parameters",
     "make_blocks_identical", "DATASETS", "ImageData", "load_dataset", "make_digitclutter",
     "ExperimentConfig", "Result", "load_results", "run", "convergence_index", "divergence_index",

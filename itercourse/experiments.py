@@ -36,11 +36,10 @@ from pathlib import Path
 import torch
 from torch.nn.utils import parametrize
 
-from . import __version__
-from .coupling import block_spread, effective_parameters
+from .coupling import block_difference, block_similarity, block_spread, effective_parameters
 from .data import DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
-from .claims import wait_while_claimed
+from .locks import wait_while_locked
 from .config_id import (canonical_config, check_parameters, checkpoint_path, flat, hash_of, result_path, spellings,
                         weights_path)
 from .indices import iterative_convergence_indices, recurrence_index
@@ -50,6 +49,7 @@ from .lipschitz import branch_lipschitz_report
 from .models import ResNetConfig, build_resnet, count_parameters
 from .provenance import code_provenance
 from .training import History, TrainConfig, check_not_diverged, eval_batch_size, evaluate, resolve_device, train
+from .version import __version__
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
 DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
@@ -353,7 +353,7 @@ def load_results(experiment: str, results_dir="results", *, skipped: list | None
         raise NotADirectoryError(f"experiment={experiment!r}: {str(folder)!r} is a file, not a results folder")
     out, seen = [], set()
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".failed.json"):          # a failure record (claims.py), not a result
+        if path.name.endswith(".failed.json"):          # a failure record (locks.py), not a result
             continue
         try:
             res = Result.from_json(path)
@@ -405,7 +405,7 @@ def run(cfg: ExperimentConfig, results_dir="results", checkpoint_dir="checkpoint
     cached = load_result(cfg, results_dir)
     if cached is not None:
         return cached
-    if wait_while_claimed(cfg, results_dir, log=log):  # a sweep was computing it: its result, if it wrote one
+    if wait_while_locked(cfg, results_dir, log=log):   # a sweep was computing it: its result, if it wrote one
         cached = load_result(cfg, results_dir)
         if cached is not None:
             return cached
@@ -511,6 +511,32 @@ def reanalyse(experiment: str, results_dir="results", *, device=None, data_root=
         log(f"{len(missing)} result(s) of {experiment} have no saved weights and were left as they are: "
             + ", ".join(missing))
     return out
+
+
+# ---------------------------------------------------------------- one uncached run on the coupling dial
+
+def coupling_point(data, model_cfg, strength: float | None, *, train_cfg=None, identical_init: bool = True,
+                   seed: int = 0, progress: bool = False) -> dict:
+    """Train one model at coupling ``strength`` and measure where it ended on the dial (JSON-ready dict).
+
+    Chapter 4 sweeps the dial with these uncached runs; the grids of chapters 6-8 go through
+    :func:`run`, which caches by config hash. Returns a record of its own, not a :class:`Result`:
+    the config, per-epoch history, final ``block_spread`` (conv weights and all parameters),
+    ``block_difference``, the last stage's block similarity matrix (conv weights),
+    ``effective_parameters``, ``count_parameters`` and wall time.
+    """
+    train_cfg = TrainConfig() if train_cfg is None else train_cfg
+    train_cfg = replace(train_cfg, coupling=strength, identical_init=identical_init, seed=seed)
+    model = build_resnet(model_cfg, seed=seed)
+    t0 = time.perf_counter()
+    history = train(model, data, train_cfg, progress=progress)
+    return {"strength": strength, "identical_init": identical_init, "seed": seed, "dataset": data.name,
+            "model": asdict(model_cfg), "train": asdict(train_cfg), "history": history.as_dict(),
+            "spread": block_spread(model), "spread_conv": block_spread(model, include_norm=False),
+            "max_difference": block_difference(model),
+            "similarity_last_stage": block_similarity(model, len(model.stages) - 1, include_norm=False).tolist(),
+            "effective_parameters": effective_parameters(model), "parameters": count_parameters(model),
+            "seconds": time.perf_counter() - t0}
 
 
 def _jsonable(v):

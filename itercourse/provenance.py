@@ -20,7 +20,7 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 UNKNOWN = "unknown (before provenance)"

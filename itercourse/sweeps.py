@@ -36,7 +36,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_positive_int
-from .claims import SweepFailed, claim, failure_path, holder, release, waiting_line, watch_parent
+from .locks import SweepFailed, acquire, failure_path, holder, release, waiting_line, watch_parent
 from .config_id import _canonical, canonical_config, flat
 from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
 from .io import atomic_write_json, read_json
@@ -181,13 +181,13 @@ def load_grid(spec) -> list[ExperimentConfig]:
 
 # ---------------------------------------------------------------- sweeps
 
-def _run_claimed(cfg: ExperimentConfig, results_dir, checkpoint_dir, device, data_root, log=None) -> str:
-    """Run one config under its claim: ``"done"``, ``"claimed"`` (another process has it) or ``"failed"``.
+def _run_locked(cfg: ExperimentConfig, results_dir, checkpoint_dir, device, data_root, log=None) -> str:
+    """Run one config under its lock: ``"done"``, ``"locked"`` (another process has it) or ``"failed"``.
 
     A failure is recorded in ``<id>.failed.json`` (label, id, error) instead of raised.
     """
-    if not claim(cfg, results_dir):
-        return "claimed"
+    if not acquire(cfg, results_dir):
+        return "locked"
     try:
         run(cfg, results_dir, checkpoint_dir, device=device, data_root=data_root, progress=False,
             log=log or (lambda *a: None))
@@ -207,7 +207,7 @@ def _run_job(cfg_dict: dict, results_dir: str, checkpoint_dir: str, device, data
     if threads is not None:
         torch.set_num_threads(threads)
     cfg = ExperimentConfig.from_dict(cfg_dict)
-    return _run_claimed(cfg, results_dir, checkpoint_dir, device, data_root)
+    return _run_locked(cfg, results_dir, checkpoint_dir, device, data_root)
 
 
 def failures(configs, results_dir="results") -> list:
@@ -242,7 +242,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
     one); ``slurm`` holds executor parameters such as
     ``{"timeout_min": 60, "slurm_partition": "gpu", "gpus_per_node": 1}``.
     A sweep that stopped half-way resumes: done configs are loaded, not rerun.
-    Each config is claimed (``<id>.claim``, atomic) while it runs, so two sweeps on one folder
+    Each config is locked (lock file ``<id>.claim``, atomic) while it runs, so two sweeps on one folder
     share the grid; a config another sweep holds is waited for. A config that fails is recorded
     in ``<id>.failed.json`` and the others go on; at the end :class:`SweepFailed` lists the
     failures. A rerun skips recorded failures unless ``retry_failed``.
@@ -265,7 +265,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
     pending = [c for c in configs if not is_done(c, results_dir) and c.id not in failed_before]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc="grid", disable=not progress)
     args = lambda c: (asdict(c), str(results_dir), str(checkpoint_dir), device, str(data_root), threads)
-    deferred, announced = [], set()                   # claimed by another sweep: waited for below
+    deferred, announced = [], set()                   # locked by another sweep: waited for below
 
     if executor == "submitit" and pending:
         import submitit                                # imported only when chosen
@@ -277,7 +277,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
         with ex.batch():                              # one SLURM job array for the whole batch
             jobs = [ex.submit(_run_job, *args(c)) for c in pending]
         for c, job in zip(pending, jobs):
-            if job.result() == "claimed":
+            if job.result() == "locked":
                 deferred.append(c)
             bar.update(1)
     elif workers == 1 or len(pending) <= 1:
@@ -285,7 +285,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
             bar.set_postfix_str(c.label())
             if threads is not None:
                 torch.set_num_threads(threads)
-            if _run_claimed(c, results_dir, checkpoint_dir, device, data_root, log) == "claimed":
+            if _run_locked(c, results_dir, checkpoint_dir, device, data_root, log) == "locked":
                 deferred.append(c)
             bar.update(1)
     elif pending:
@@ -293,7 +293,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
                                  initializer=watch_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_run_job, *args(c)): c for c in pending}
             for fut in as_completed(futures):
-                if fut.result() == "claimed":
+                if fut.result() == "locked":
                     deferred.append(futures[fut])
                 bar.set_postfix_str(futures[fut].label())
                 bar.update(1)
@@ -301,7 +301,7 @@ def sweep(configs, executor: str = "local", *, results_dir="results", checkpoint
         c = deferred.pop(0)
         if is_done(c, results_dir) or failure_path(c, results_dir).exists():
             continue
-        if _run_claimed(c, results_dir, checkpoint_dir, device, data_root, log) == "claimed":
+        if _run_locked(c, results_dir, checkpoint_dir, device, data_root, log) == "locked":
             held = holder(c, results_dir)
             if held is not None and c.id not in announced:       # never wait in silence
                 announced.add(c.id)

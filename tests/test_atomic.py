@@ -37,6 +37,7 @@ import numpy as np
 import pytest
 import torch
 
+from itercourse import experiments
 from itercourse import io as cio
 from itercourse.digitclutter import load_digitclutter, save_digitclutter
 from itercourse.io import CorruptFileError
@@ -255,7 +256,6 @@ def test_sigkill_during_writes_leaves_a_verified_file(tmp_path):
 
 def test_readers_ignore_leftover_temporary_files(tmp_path):
     """A killed writer's temporary file is never read as a result, a dataset or a checkpoint."""
-    experiments = pytest.importorskip("itercourse.experiments")
     folder = tmp_path / "results" / "grid"
     folder.mkdir(parents=True)
     (folder / ".abc123.json.k2j3h4.tmp").write_bytes(b'{"sha256": "half a fi')   # what SIGKILL leaves
@@ -327,7 +327,6 @@ def test_dataset_cache_recovers_from_a_damaged_file(tmp_path):
 
 
 def test_results_cache_reports_and_ignores_a_damaged_result(tmp_path):
-    experiments = pytest.importorskip("itercourse.experiments")
     cfg = experiments.ExperimentConfig(experiment="grid")
     path = experiments.result_path(cfg, tmp_path)
     cio.atomic_write_json(path, {"id": cfg.id, "config": "whatever"})

@@ -11,6 +11,7 @@ import itercourse.__main__ as cli
 import itercourse.experiments as ex
 from itercourse import sweeps
 from itercourse.__main__ import main
+from itercourse.training import REFERENCE_BATCH
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +118,28 @@ def test_run_defaults_are_a_point_of_the_book_grid(monkeypatch, capsys):
                                                                  "--seed", "1"], (1.0, 0.9, 1))):
         call(capsys, "run", "--experiment", "digitclutter_grid", *argv)
         assert seen[-1].id == grid[key]
+
+
+def test_lr_scaling_changes_the_learning_rate_training_gets(monkeypatch, capsys, tmp_path):
+    """``run --lr-scaling linear``: train() receives lr * batch-size / 128; without the flag, --lr as given."""
+    used = []
+
+    def no_training(model, data, cfg, **kwargs):          # what experiments.run hands to training
+        used.append(cfg)
+        raise ValueError("stop")
+    monkeypatch.setattr(ex, "train", no_training)
+    tiny = ["run", "--train-size", "32", "--test-size", "16", "--widths", "4", "4", "--blocks", "1", "1",
+            "--device", "cpu", "--results-dir", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "ck"),
+            "--data-root", str(tmp_path / "data")]
+    for argv, lr in ((["--lr", "0.05", "--batch-size", "512", "--lr-scaling", "linear"], 0.2),
+                     (["--lr", "0.05", "--batch-size", "64", "--lr-scaling", "linear"], 0.025),
+                     (["--lr", "0.05", "--batch-size", str(REFERENCE_BATCH), "--lr-scaling", "linear"], 0.05),
+                     (["--lr", "0.05", "--batch-size", "512"], 0.05),
+                     (["--lr", "0.05", "--batch-size", "512", "--lr-scaling", "none"], 0.05)):
+        code, _, err = call(capsys, *tiny, *argv)
+        assert code == 2 and "stop" in err, err
+        assert used[-1].lr == pytest.approx(lr) and used[-1].batch_size == int(argv[3]), argv
+    assert len(used) == 5
 
 
 def test_report_without_results_is_a_clean_error(tmp_path, capsys):

@@ -1,6 +1,7 @@
-"""Errors that teach: every bad input gets a message a student can act on.
+"""Errors that teach, and no silent wrong results: every bad input gets a message a student can act on,
+and what goes wrong during a run is recorded, refused or reported, never passed off as a result.
 
-A table of bad inputs across the public API and the command line. Each row
+Two tables of bad inputs, the public API and the command line. Each row
 calls the package the way a student would get it wrong and asserts
 
 - the exception type (``ValueError``/``TypeError`` for bad arguments,
@@ -13,8 +14,14 @@ calls the package the way a student would get it wrong and asserts
 - that nothing half-written is left behind (no temporary files; where a row
   writes, the target does not exist afterwards).
 
-Rows for modules that may not exist yet import them through
-``pytest.importorskip`` (skipped until the module lands, then checked).
+Then the behaviours a row cannot show, one section each: one canonical form per
+config, checkpoints that know their run and cannot run code, failing and
+diverging configs recorded while a sweep goes on, reports that say what they
+drop, checks before expensive work, silent misreadings, one-line errors, file
+modes, Ctrl-C and full disks. (Lock files of sweeps: ``tests/test_locks.py``.)
+
+Rows reach the package through plain imports: a module that fails to import
+fails the rows that use it, never skips them.
 
 Unwritable folders: the tests run as root here, and root ignores permission
 bits (``chmod 500`` does not stop it, ``os.access`` says yes), so a row that
@@ -25,22 +32,48 @@ needs "a folder you cannot write to" uses a path whose parent is a regular
 from __future__ import annotations
 
 import dataclasses
+import errno
+import importlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 
+from itercourse import __main__ as cli
+from itercourse import config_id, locks, sweeps, training
+from itercourse import experiments as ex
+from itercourse.data import BatchLoader, load_dataset
+from itercourse.digitclutter import make_digitclutter
+from itercourse.errors import DivergedError
+from itercourse.experiments import (ExperimentConfig, Result, config_hash, legacy_hash, load_result, load_results,
+                                    result_path)
+from itercourse.indices import iterative_convergence_indices
+from itercourse.io import UnsafeFileError, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
+from itercourse.models import ResNetConfig, build_resnet
+from itercourse.refinement import gradient_alignment
+from itercourse.report import cells, grid_table
+from itercourse.sweeps import SweepFailed, expand_grid, grid_labels, load_grid, sweep
+from itercourse.training import History, TrainConfig, check_not_diverged, evaluate, train
+
+torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
+COMMITTED = REPO / "results"
 NAN = float("nan")
 NO_MPS_ONLY = pytest.mark.skipif(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
                                  reason="checks the message for a machine without MPS")
 NO_GPU_ONLY = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without a GPU")
 FOREIGN = tuple(os.sep + p + os.sep for p in ("torch", "numpy", "torchvision"))   # "deep inside" libraries
+pytestmark = pytest.mark.filterwarnings("ignore:accuracy .* is at or below chance:RuntimeWarning")
 
 
 # ------------------------------------------------------------------ small things to get wrong
@@ -120,7 +153,7 @@ def train_twice(t: Path, **second):
 
 
 def _api(module: str, name: str):
-    return getattr(pytest.importorskip(module), name)
+    return getattr(importlib.import_module(module), name)
 
 
 def evil_pt(t: Path) -> Path:
@@ -544,7 +577,7 @@ def test_the_table_is_big_enough():
 
 def test_results_folder_is_checked_before_training(tmp_path, monkeypatch):
     """A results folder that cannot be written fails at once, not after hours of training."""
-    experiments = pytest.importorskip(M("experiments"))
+    experiments = importlib.import_module(M("experiments"))
 
     def no_training(*args, **kwargs):
         raise AssertionError("run() started training although its results folder cannot be written")
@@ -648,10 +681,639 @@ def test_bad_command_line_is_explained(case: BadCli, tmp_path, capsys, monkeypat
 
 def test_command_line_error_in_a_real_process(tmp_path):
     """The same through a real ``python -m itercourse`` process: no traceback reaches the terminal."""
-    pytest.importorskip(M("__main__"))
+    importlib.import_module(M("__main__"))
     proc = subprocess.run([sys.executable, "-m", "itercourse", "run", "--coupling", "2"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "--coupling" in proc.stderr and "[0.0, 1.0]" in proc.stderr, proc.stderr
+
+
+# ================================================================== behaviours a row cannot show
+
+def small_config(**kw) -> ExperimentConfig:
+    """64 training images, widths (4, 8), two blocks per stage, batch 32."""
+    train = kw.pop("train", {})
+    model = kw.pop("model", {})
+    return ExperimentConfig(
+        experiment=kw.pop("experiment", "tiny"), train_size=kw.pop("train_size", 64), test_size=32, index_size=32,
+        model=ResNetConfig(in_channels=1, widths=(4, 8), blocks=(2, 2), branch_norm="none", **model),
+        train=TrainConfig(**{"epochs": 1, "batch_size": 32, "fast": False, "augment": False, **train}), **kw)
+
+
+def tiny_config(**kw) -> ExperimentConfig:
+    """32 training images, widths (4, 4), one block per stage, batch 16."""
+    train = kw.pop("train", {})
+    return ExperimentConfig(
+        experiment=kw.pop("experiment", "tiny"), train_size=32, test_size=16, index_size=16,
+        model=ResNetConfig(in_channels=1, widths=(4, 4), blocks=(1, 1), branch_norm="none"),
+        train=TrainConfig(**{"epochs": 1, "batch_size": 16, "fast": False, "augment": False, **train}), **kw)
+
+
+def fake_result(cfg: ExperimentConfig, acc: float = 0.5) -> Result:
+    """A result written without training (the files the report and the sweep read)."""
+    h = History(epoch=[1], lr=[0.1], train_loss=[1.0], train_acc=[acc], test_loss=[1.0], test_acc=[acc], seconds=[0.1])
+    return Result(cfg, h, {"recurrence": 0.1, "convergence": 0.2, "divergence": 0.3}, acc, 1.0)
+
+
+def write(res: Result, results_dir: Path, folder: str | None = None, name: str | None = None) -> Path:
+    path = Path(results_dir) / (folder or res.config.experiment) / (name or f"{res.id}.json")
+    atomic_write_json(path, res.to_json())
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return load_dataset("digitclutter", root=str(tmp_path_factory.mktemp("data")), train_size=32, test_size=16)
+
+
+@pytest.fixture(autouse=True)
+def quick_extras(monkeypatch):
+    """The Lipschitz report of a finished run is not what these tests check: skipped, to save time."""
+    monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
+
+
+def call(capsys, *argv):
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line_error(capsys, *argv, says=()):
+    code, out, err = call(capsys, *argv)
+    assert code == 2, (code, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    missing = [s for s in says if s not in err]
+    assert not missing, f"stderr lacks {missing}: {err}"
+    return err
+
+
+# ------------------------------------------------------------------ one canonical form per config
+
+def test_no_coupling_has_one_id():
+    assert small_config(train={"coupling": None}).id == small_config(train={"coupling": 0.0}).id == small_config(train={"coupling": 0}).id
+    assert small_config(train={"coupling": None}).id != small_config(train={"coupling": 0.5}).id
+
+
+def test_default_dataset_options_have_the_id_of_none():
+    assert small_config(dataset_options={"num_digits": 3}).id == small_config(dataset_options={}).id
+    assert small_config(dataset_options={"num_digits": 4}).id != small_config().id
+
+
+def test_identical_init_is_a_bool_and_coupled_is_resolved_by_the_grid():
+    with pytest.raises(TypeError, match="identical_init='coupled'.*True or False"):
+        TrainConfig(identical_init="coupled")
+    cfgs = expand_grid({"train": {"identical_init": "coupled"}, "model": {"in_channels": 1}},
+                       {"coupling": [0.0, 0.5]})
+    assert [c.train.identical_init for c in cfgs] == [False, True]
+
+
+def test_committed_results_keep_their_ids():
+    """Every committed result is named by its canonical id; results written before the canonical ids
+    (no ``meta["code"]``: before provenance) also keep the id they were written under."""
+    for path in sorted(COMMITTED.glob("*/*.json")):
+        stored = read_json(path)
+        assert stored["id"] == path.stem == config_hash(stored["config"]), path
+        if not stored.get("meta", {}).get("code"):
+            assert stored["id"] == legacy_hash(stored["config"]), path
+
+
+def test_run_without_coupling_finds_the_committed_result(monkeypatch):
+    """`run --experiment digitclutter_grid --seed 1` (no --coupling): the CLI's own lookup, no training."""
+    monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained"))
+    args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_grid", "--seed", "1"])
+    cfg = cli.run_config(args)
+    assert cfg.train.coupling is None
+    assert load_result(cfg, COMMITTED) is not None
+    assert ex.run(cfg, COMMITTED).config.train.coupling == 0.0
+
+
+def test_a_result_under_a_legacy_spelling_is_found_and_counted_once(tmp_path):
+    src = sorted((COMMITTED / "digitclutter_grid").glob("*.json"))[0]
+    stored = read_json(src)
+    cfg = ExperimentConfig.from_dict(stored["config"])
+    old = json.loads(json.dumps(stored))
+    old["config"]["train"]["coupling"] = None if not cfg.train.coupling else cfg.train.coupling
+    old["config"]["dataset_options"] = [["num_digits", 3]]
+    old["id"] = legacy_hash(old["config"])
+    assert old["id"] != cfg.id
+    folder = tmp_path / "digitclutter_grid"
+    atomic_write_json(folder / f"{old['id']}.json", old)
+    assert load_result(cfg, tmp_path) is not None                  # found under the old id
+    atomic_write_json(folder / f"{cfg.id}.json", stored)
+    assert len(load_results("digitclutter_grid", tmp_path)) == 1  # both files: one config, counted once
+
+
+def test_report_counts_no_config_twice():
+    results = load_results("digitclutter_grid", COMMITTED)
+    ids = [config_hash(dataclasses.asdict(r.config)) for r in results]
+    assert len(ids) == len(set(ids)) == 20
+
+
+def test_a_new_field_at_its_neutral_value_keeps_old_ids(monkeypatch):
+    """How others register a field: NEUTRAL_FIELDS[(section, name)] = value that means 'as before'."""
+    d = dataclasses.asdict(small_config())
+    monkeypatch.setitem(config_id.NEUTRAL_FIELDS, ("train", "lr_scaling"), "none")
+    grown = json.loads(json.dumps(d))
+    grown["train"]["lr_scaling"] = "none"
+    assert config_hash(grown) == config_hash(d)
+    grown["train"]["lr_scaling"] = "linear"
+    assert config_hash(grown) != config_hash(d)
+
+
+# ------------------------------------------------------------------ checkpoints know their run
+
+def test_checkpoint_of_another_train_config_is_refused(tmp_path, data):
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=0.1, fast=False, augment=False)
+    train(tiny_model(branch_norm="none"), data, cfg, checkpoint=ckpt, progress=False, log=lambda *a: None)
+    with pytest.raises(ValueError, match=r"checkpoint=.*c\.pt.*another run \(train differ\).*allowed"):
+        train(tiny_model(branch_norm="none"), data, dataclasses.replace(cfg, lr=0.001), checkpoint=ckpt, progress=False)
+    assert train(tiny_model(branch_norm="none"), data, cfg, checkpoint=ckpt, progress=False, log=lambda *a: None).epoch == [1]
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path, data):
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=1, batch_size=8, fast=False, augment=False)
+    train(tiny_model(branch_norm="none"), data, cfg, checkpoint=ckpt, progress=False, log=lambda *a: None)
+    other = build_resnet(ResNetConfig(in_channels=1, widths=(8, 8), blocks=(2, 2), branch_norm="none"), seed=0)
+    with pytest.raises(ValueError, match=r"another run \(architecture differ\)") as info:
+        train(other, data, cfg, checkpoint=ckpt, progress=False)
+    assert "size mismatch" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_checkpoint_written_before_owners_still_resumes(tmp_path, data):
+    """Checkpoints of 0.1.0 carry only ``train_config``: they resume for the same recipe and shapes."""
+    from itercourse.io import atomic_torch_save, torch_load_verified
+    ckpt = tmp_path / "c.pt"
+    cfg = TrainConfig(epochs=1, batch_size=8, fast=False, augment=False)
+    train(tiny_model(branch_norm="none"), data, cfg, checkpoint=ckpt, progress=False, log=lambda *a: None)
+    state = torch_load_verified(ckpt)
+    del state["owner"]
+    atomic_torch_save(ckpt, state)
+    logs = []
+    assert train(tiny_model(branch_norm="none"), data, cfg, checkpoint=ckpt, progress=False, log=logs.append).epoch == [1]
+    assert any("resumed" in m for m in logs)
+    with pytest.raises(ValueError, match=r"another run \(train differ\)"):
+        train(tiny_model(branch_norm="none"), data, dataclasses.replace(cfg, lr=0.01), checkpoint=ckpt, progress=False)
+
+
+# ------------------------------------------------------------------ a failing config does not block a sweep
+
+def test_sweep_records_a_failure_goes_on_and_does_not_loop(tmp_path, monkeypatch):
+    bad, good = small_config(train={"lr": 1e6}, seed=0), small_config(seed=1)
+    kw = dict(results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "c", data_root=str(tmp_path / "d"),
+              progress=False, log=lambda *a: None)
+    with pytest.raises(SweepFailed) as info:
+        sweep([bad, good], **kw)
+    message = str(info.value)
+    assert "1 of 2 configs failed" in message and bad.id in message and bad.label() in message
+    assert "diverged" in message and "--retry-failed" in message
+    assert load_result(good, tmp_path / "r") is not None          # the config after it ran
+    record = read_json(locks.failure_path(bad, tmp_path / "r"))
+    assert record["id"] == bad.id and "lr=" in record["error"]
+    monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("a recorded failure was retried"))
+    with pytest.raises(SweepFailed):
+        sweep([bad, good], **kw)                                   # no retraining, same report
+
+
+def test_retry_failed_tries_again(tmp_path, monkeypatch):
+    bad = small_config(train={"lr": 1e6})
+    kw = dict(results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "c", data_root=str(tmp_path / "d"),
+              progress=False, log=lambda *a: None)
+    with pytest.raises(SweepFailed):
+        sweep([bad], **kw)
+    calls = []
+    monkeypatch.setattr(ex, "train", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(ValueError("again")))
+    with pytest.raises(SweepFailed, match="again"):
+        sweep([bad], retry_failed=True, **kw)
+    assert calls == [1]
+
+
+def test_sweep_list_labels_tell_configs_apart(capsys, tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text(textwrap.dedent("""\
+        experiment: lr_grid
+        model: {in_channels: 1, widths: [4], blocks: [1]}
+        grid: {train.lr: [0.1, 0.01], seed: [0]}
+        """))
+    code, out, err = call(capsys, "sweep", str(grid), "--list", "--results-dir", str(tmp_path / "r"))
+    assert code == 0, err
+    labels = [line.split("lr_grid", 1)[1].strip() for line in out.splitlines()]
+    assert len(set(labels)) == 2 and "train.lr=0.1" in labels[0] and "train.lr=0.01" in labels[1]
+
+
+# ------------------------------------------------------------------ report and load_results say what they drop
+
+def test_report_lists_skipped_files_and_exits_non_zero(tmp_path, capsys):
+    folder = tmp_path / "digitclutter_grid"
+    shutil.copytree(COMMITTED / "digitclutter_grid", folder)
+    damaged = sorted(folder.glob("*.json"))[:2]
+    for p in damaged:
+        p.write_text(p.read_text()[:100])
+    argv = ["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "rep")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        code, out, err = call(capsys, *argv)
+        assert code == 1 and "2 result file(s) skipped" in err and "--allow-missing" in err
+        assert all(p.name in out for p in damaged)
+        report = (tmp_path / "rep" / "report.md").read_text()
+        assert "2 result file(s) skipped" in report and all(p.name in report for p in damaged)
+        assert "18 runs" in report
+        code, out, err = call(capsys, *argv, "--allow-missing")
+    assert code == 0 and damaged[0].name in out
+
+
+def test_load_results_of_a_missing_or_file_folder_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="experiment='nope'.*no results folder.*sweep"):
+        load_results("nope", tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError, match="experiment='afile'.*is a file"):
+        load_results("afile", tmp_path)
+
+
+# ------------------------------------------------------------------ checks before expensive work
+
+def test_index_options_are_checked_at_construction():
+    with pytest.raises(ValueError, match=r"index_options has unknown keys \['max_pair'\]; allowed: .*'max_pairs'"):
+        small_config(index_options={"max_pair": 3})
+
+
+def test_model_channels_are_checked_against_the_dataset():
+    with pytest.raises(ValueError, match=r"model.in_channels=3.*dataset='digitclutter'.*allowed: in_channels=1"):
+        ExperimentConfig(model=ResNetConfig(in_channels=3))
+    assert ExperimentConfig().model.in_channels == 1              # the default model fits the dataset
+    assert ExperimentConfig(dataset="cifar100").model.num_classes == 100
+
+
+def test_checkpoint_dir_that_is_a_file_fails_before_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ex, "load_dataset", lambda *a, **k: pytest.fail("data was loaded"))
+    (tmp_path / "ck").write_text("a file")
+    one_line_error(capsys, "run", "--checkpoint-dir", str(tmp_path / "ck"), "--results-dir", str(tmp_path / "r"),
+                   says=("ck", "is a file, not a folder"))
+
+
+def test_divergence_stops_training_at_the_first_epoch(tmp_path, data):
+    cfg = TrainConfig(epochs=3, batch_size=8, lr=1e6, fast=False, augment=False)
+    with pytest.raises(DivergedError, match=r"diverged.*epoch 1.*allowed: a finite loss.*lr=1e\+06"):
+        train(tiny_model(branch_norm="none"), data, cfg, progress=False)
+
+
+# ------------------------------------------------------------------ sizes checked before generating
+
+@pytest.mark.parametrize("kw, says", [
+    ({"n": 10 ** 9}, ("n=1000000000", "n * size^2 <=", "n <= 2097152 at size=32")),
+    ({"n": 4, "size": 256}, ("size=256", "8..128")),
+    ({"n": 4, "size": 100_000}, ("size=100000", "8..128")),
+])
+def test_digitclutter_sizes(kw, says):
+    with pytest.raises(ValueError) as info:
+        make_digitclutter(**kw)
+    assert all(s in str(info.value) for s in says), str(info.value)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["digitclutter", "--n", "1000000000", "--out", "c.npz"], ("--n", "1000000000", "n <= 2097152")),
+    (["digitclutter", "--size", "256", "--out", "c.npz"], ("--size", "256", "8..128")),
+    (["digitclutter", "--size", "100000", "--out", "c.npz"], ("--size", "100000", "8..128")),
+    (["run", "--train-size", "1000000000"], ("--train-size", "1000000000", "1..2000000")),
+])
+def test_size_flags_fail_in_one_line(argv, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, *argv, says=says)
+    assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ silent misreadings
+
+@pytest.mark.parametrize("name", ["fast", "augment", "couple_norm", "compile", "identical_init"])
+def test_bool_fields_refuse_strings(name):
+    with pytest.raises(TypeError, match=f"{name}='False' must be True or False"):
+        TrainConfig(**{name: "False"})
+
+
+def test_a_yaml_string_false_is_refused(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text('experiment: x\nmodel: {in_channels: 1}\ntrain: {fast: "false"}\ngrid: {seed: [0]}\n')
+    with pytest.raises(TypeError, match="fast='false' must be True or False"):
+        load_grid(grid)
+
+
+def test_milestones_are_increasing_fractions():
+    with pytest.raises(ValueError, match=r"milestones\[i\]=50.*\(0.0, 1.0\)"):
+        TrainConfig(milestones=(50, 75))
+    with pytest.raises(ValueError, match=r"milestones=\(0.75, 0.5\).*increasing order"):
+        TrainConfig(milestones=(0.75, 0.5))
+    assert TrainConfig(milestones=0.5).milestones == (0.5,)
+
+
+def test_batch_loader_refuses_float_images():
+    with pytest.raises(TypeError, match=r"images has dtype torch.float32; allowed: torch.uint8"):
+        BatchLoader(torch.rand(4, 1, 8, 8), torch.zeros(4), (0.5,), (0.2,))
+
+
+def test_index_size_above_test_size_is_an_error():
+    with pytest.raises(ValueError, match="index_size=1000 is larger than test_size=16.*index_size <= 16"):
+        ExperimentConfig(test_size=16, index_size=1000)
+
+
+def test_misspelled_grid_key_is_named():
+    with pytest.raises(ValueError, match=r"grid key 'train.lrr' is not a config field; allowed: .*'train.lr'"):
+        expand_grid({"model": {"in_channels": 1}}, {"train.lrr": [0.1]})
+    with pytest.raises(ValueError, match=r"unknown fields \['sede'\]; a misspelling"):
+        ExperimentConfig.from_dict({"sede": 1})
+
+
+def test_duplicate_yaml_keys_are_an_error(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("experiment: x\ngrid: {seed: [0]}\ngrid: {seed: [1]}\n")
+    with pytest.raises(ValueError, match=r"key 'grid' appears twice \(lines 2 and 3\)"):
+        load_grid(grid)
+
+
+# ------------------------------------------------------------------ one-line errors, not tracebacks
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.uint8])
+def test_model_refuses_other_dtypes(dtype):
+    with pytest.raises(TypeError, match=f"x has dtype {dtype}.*allowed: torch.float32"):
+        tiny_model(branch_norm="none")(torch.zeros(2, 1, 32, 32, dtype=dtype))
+
+
+@NO_MPS_ONLY
+def test_mps_without_mps():
+    with pytest.raises(ValueError, match="device='mps': no Apple MPS device.*device='cpu'"):
+        evaluate(tiny_model(branch_norm="none"), [], device="mps")
+
+
+@NO_GPU_ONLY
+def test_load_dataset_on_cuda_without_a_gpu(tmp_path):
+    with pytest.raises(ValueError, match="device='cuda': no CUDA GPU"):
+        load_dataset("digitclutter", root=str(tmp_path), train_size=8, test_size=8, device="cuda")
+
+
+@NO_MPS_ONLY
+def test_run_device_mps_in_one_line(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    one_line_error(capsys, "run", "--device", "mps", "--train-size", "64", "--test-size", "32",
+                   says=("device='mps'", "no Apple MPS device"))
+
+
+def test_grid_yaml_with_a_tab(tmp_path):
+    grid = tmp_path / "g.yaml"
+    grid.write_text("experiment: x\ngrid:\n\tseed: [0]\n")
+    with pytest.raises(ValueError, match=r"g.yaml' is not valid YAML at line 3.*no TABs"):
+        load_grid(grid)
+
+
+def test_train_on_a_tuple(data):
+    with pytest.raises(TypeError, match=r"data=tuple must be an ImageData"):
+        train(tiny_model(branch_norm="none"), (data.train_images, data.train_labels), progress=False)
+
+
+def test_indices_with_bad_loaders(data):
+    x, y = next(iter(data.loader("test", batch_size=8)))
+    with pytest.raises(TypeError, match=r"loader must yield \(x, y\) batches.*a Tensor of shape \(8, 1, 32, 32\)"):
+        iterative_convergence_indices(tiny_model(branch_norm="none"), [x])
+    with pytest.raises(ValueError, match="x has 3 channels.*in_channels=1"):
+        iterative_convergence_indices(tiny_model(branch_norm="none"), [(x.repeat(1, 3, 1, 1), y)])
+    with pytest.raises(TypeError, match="x has dtype torch.float64"):
+        iterative_convergence_indices(tiny_model(branch_norm="none"), [(x.double(), y)])
+
+
+def test_gradient_alignment_labels():
+    x = torch.zeros(2, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"y \(dtype torch.int64, shape \(2, 10\).*class indices \(B,\) in 0..9"):
+        gradient_alignment(tiny_model(branch_norm="none"), x, torch.zeros(2, 10, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"values 0..12\) is not allowed.*0..9"):
+        gradient_alignment(tiny_model(branch_norm="none"), x, torch.tensor([0, 12]))
+    assert len(gradient_alignment(tiny_model(branch_norm="none"), x, torch.tensor([0, 1]))) > 0   # labels follow the model's device
+
+
+def test_numpy_integers_are_accepted():
+    cfg = ExperimentConfig(seed=np.int64(1), train_size=np.int64(100), test_size=64, index_size=np.int32(32))
+    assert type(cfg.seed) is int and cfg.id == ExperimentConfig(seed=1, train_size=100, test_size=64,
+                                                                  index_size=32).id
+
+
+def test_numpy_bools_become_bools():
+    cfg = TrainConfig(identical_init=np.float64(0.5) > 0)
+    assert cfg.identical_init is True
+
+
+def test_digitclutter_out_folder_and_preview_suffix(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    one_line_error(capsys, "digitclutter", "--n", "4", "--out", "folder", says=("--out", "'folder' is a folder", ".npz"))
+    one_line_error(capsys, "digitclutter", "--n", "4", "--out", "c.npz", "--preview", "p.jpg",
+                   says=("--preview", "'p.jpg'", ".png"))
+    assert not (tmp_path / "c.npz").exists()
+
+
+# ------------------------------------------------------------------ file modes follow the umask
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_written_files_follow_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        p = atomic_write_bytes(tmp_path / "f.bin", b"x")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == mode
+
+
+# ------------------------------------------------------------------ checkpoints cannot run code
+
+def test_a_crafted_checkpoint_is_refused_by_train_and_runs_nothing(tmp_path):
+    ckpt = atomic_torch_save(tmp_path / "ckpt.pt", {"model": Evil(str(tmp_path / "code-ran"))})
+    model = build_resnet(tiny_config().model, seed=0)
+    data = ex.load_dataset("digitclutter", str(tmp_path / "data"), train_size=32, test_size=16)
+    with pytest.raises(UnsafeFileError, match="could run code"):
+        training.train(model, data, tiny_config().train, checkpoint=ckpt, progress=False, log=lambda *a: None)
+    assert not (tmp_path / "code-ran").exists()
+    assert ckpt.exists()                  # refused, not silently overwritten
+
+
+def test_a_real_checkpoint_loads_with_weights_only(tmp_path):
+    from itercourse.io import torch_load_verified
+    data = ex.load_dataset("digitclutter", str(tmp_path / "data"), train_size=32, test_size=16)
+    training.train(build_resnet(tiny_config().model, seed=0), data, tiny_config().train, checkpoint=tmp_path / "c.pt",
+                   progress=False, log=lambda *a: None)
+    state = torch_load_verified(tmp_path / "c.pt")
+    assert state["epoch"] == 0 and "data" in state["owner"]
+
+
+# ------------------------------------------------------------------ divergence is refused
+
+def test_an_absurd_or_non_finite_test_loss_is_divergence():
+    check_not_diverged("test", 2.3, 10)                                   # a normal loss passes
+    with pytest.raises(DivergedError, match=r"test loss is 5.9e\+24 in epoch 2.*lr=100"):
+        check_not_diverged("test", 5.9e24, 10, epoch=2, lr=100.0)
+    with pytest.raises(DivergedError, match="test loss is nan"):
+        check_not_diverged("test", float("nan"), 10)
+    with pytest.raises(DivergedError, match="3 example.* NaN or inf logits"):
+        check_not_diverged("test", 2.3, 10, nonfinite=3)
+
+
+def test_train_stops_when_the_test_loss_diverges(tmp_path, monkeypatch):
+    real = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real(*a, **k), "loss": 4.8e27})
+    data = ex.load_dataset("digitclutter", str(tmp_path / "data"), train_size=32, test_size=16)
+    with pytest.raises(DivergedError, match="test loss is 4.8e\\+27 in epoch 1"):
+        training.train(build_resnet(tiny_config().model, seed=0), data, tiny_config().train, progress=False)
+
+
+def test_evaluate_counts_non_finite_logits():
+    model = build_resnet(tiny_config().model, seed=0)
+    with torch.no_grad():
+        model.fc.bias.fill_(float("nan"))
+    out = training.evaluate(model, [(torch.zeros(2, 1, 32, 32), torch.zeros(2, 10))])
+    assert out["nonfinite"] == 2 and out["classes"] == 10
+
+
+def test_a_diverged_config_is_recorded_skipped_by_the_sweep_and_one_line_in_the_cli(tmp_path, monkeypatch, capsys):
+    real = training.evaluate
+    monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real(*a, **k), "loss": float("inf")})
+    cfg = tiny_config()
+    with pytest.raises(locks.SweepFailed, match="DivergedError"):
+        sweep([cfg], results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "ck", data_root=tmp_path / "d",
+              progress=False, log=lambda *a: None)
+    assert locks.failure_path(cfg, tmp_path / "r").exists() and not result_path(cfg, tmp_path / "r").exists()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--train-size", "32", "--test-size", "16", "--epochs", "1", "--batch-size", "16",
+                  "--widths", "4", "4", "--blocks", "1", "1", "--no-fast", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert info.value.code != 0 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if "error:" in line]        # (the rest is the progress bar)
+    assert len(errors) == 1 and "training diverged" in errors[0] and "test loss is inf" in errors[0]
+
+
+# ------------------------------------------------------------------ report cells are replicates
+
+def test_report_cells_never_mix_configs_that_differ_beyond_the_seed():
+    a, b = tiny_config(train={"lr": 0.05}), tiny_config(train={"lr": 0.01})
+    results = [fake_result(a, 0.5), fake_result(b, 0.7), fake_result(dataclasses.replace(a, seed=1), 0.6)]
+    table = cells(results)
+    assert len(table) == 2 and sorted(c["n"] for c in table.values()) == [1, 2]
+    assert "other fields" in grid_table(results) and "train.lr=0.05" in grid_table(results)
+
+
+def test_results_are_checked_against_their_folder_and_file_name(tmp_path):
+    good = fake_result(tiny_config(experiment="mine"))
+    write(good, tmp_path)
+    write(fake_result(tiny_config(experiment="other", seed=1)), tmp_path, folder="mine")         # copied in
+    write(fake_result(tiny_config(experiment="mine", seed=2)), tmp_path, name="0123456789ab.json")   # renamed
+    skipped = []
+    with pytest.warns(RuntimeWarning):
+        loaded = load_results("mine", tmp_path, skipped=skipped)
+    assert [r.id for r in loaded] == [good.id]
+    reasons = " ".join(why for _, why in skipped)
+    assert "belongs to experiment 'other'" in reasons and "file is named '0123456789ab.json'" in reasons
+
+
+# ------------------------------------------------------------------ checkpoints are owned by their data
+
+def test_resuming_on_other_data_is_refused(tmp_path):
+    model_cfg, cfg = tiny_config().model, tiny_config().train
+    first = ex.load_dataset("digitclutter", str(tmp_path / "data"), train_size=32, test_size=16, seed=0)
+    other = ex.load_dataset("digitclutter", str(tmp_path / "data"), train_size=32, test_size=16, seed=1)
+    training.train(build_resnet(model_cfg, seed=0), first, cfg, checkpoint=tmp_path / "c.pt", progress=False,
+                   log=lambda *a: None)
+    with pytest.raises(ValueError, match="data differ"):
+        training.train(build_resnet(model_cfg, seed=0), other, cfg, checkpoint=tmp_path / "c.pt", progress=False)
+    assert training.data_fingerprint(first) == training.data_fingerprint(first.to("cpu"))
+
+
+# ------------------------------------------------------------------ Lipschitz cap for the images given
+
+def test_lipschitz_report_is_for_the_images_given():
+    from itercourse.lipschitz import branch_lipschitz_report
+    from torch.nn.utils import parametrize
+    model = build_resnet(ResNetConfig(in_channels=1, widths=(4, 4), blocks=(1, 1), branch_norm="none",
+                                      spectral_coeff=0.9, input_size=4), seed=0)
+    with parametrize.cached():                               # as run() computes it
+        rows = branch_lipschitz_report(model, torch.zeros(2, 1, 16, 16), n_iter=5)
+    assert [r["input_shape"] for r in rows] == [[4, 16, 16], [4, 8, 8]]
+
+
+# ------------------------------------------------------------------ grid sizes and an O(n) --list
+
+def test_grid_labels_equal_the_per_config_labels():
+    configs = expand_grid({"experiment": "g", "train_size": 32, "test_size": 16, "index_size": 16,
+                           "model": {"in_channels": 1}},
+                          {"seed": [0, 1], "coupling": [0.0, 1.0], "train.lr": [0.1, 0.05]})
+    assert grid_labels(configs) == [c.label(configs) for c in configs]
+
+
+def test_a_grid_is_size_checked_before_any_config_is_built(monkeypatch):
+    monkeypatch.setattr(ExperimentConfig, "from_dict", lambda d: pytest.fail("built a config"))
+    with pytest.raises(ValueError, match="1000000 configs"):
+        expand_grid({}, {"seed": list(range(1000)), "train.lr": list(range(1, 1001))})
+
+
+# ------------------------------------------------------------------ work is not redone or misreported
+
+def test_a_result_with_an_unknown_neutral_field_loads(tmp_path):
+    cfg = tiny_config()
+    d = fake_result(cfg).to_json()
+    d["config"]["model"]["future_field"] = "default"            # a newer version's field at its neutral value
+    d["config"]["another_future_field"] = None
+    atomic_write_json(result_path(cfg, tmp_path), d)
+    assert load_result(cfg, tmp_path) is not None
+    assert not list(tmp_path.rglob("*.corrupt"))
+    assert len(load_results(cfg.experiment, tmp_path, skipped=[])) == 1
+
+
+def test_report_ignores_failure_records(tmp_path, capsys):
+    cfg = tiny_config()
+    write(fake_result(cfg), tmp_path)
+    atomic_write_json(locks.failure_path(tiny_config(seed=1), tmp_path), {"id": "x", "label": "x", "error": "E: e"})
+    skipped = []
+    assert len(load_results(cfg.experiment, tmp_path, skipped=skipped)) == 1 and skipped == []
+    assert cli.main(["report", "--experiment", cfg.experiment, "--results-dir", str(tmp_path),
+                     "--out", str(tmp_path / "rep")]) == 0
+    assert "skipped" not in capsys.readouterr().err
+
+
+def test_an_out_of_date_failure_record_does_not_fail_the_sweep(tmp_path):
+    cfg = tiny_config()
+    write(fake_result(cfg), tmp_path)
+    atomic_write_json(locks.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
+    assert sweeps.failures([cfg], tmp_path) == []
+    assert [r.id for r in sweep([cfg], results_dir=tmp_path, progress=False)] == [cfg.id]
+
+
+# ------------------------------------------------------------------ Ctrl-C and full disks
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setitem(cli.COMMANDS, "sweep", interrupted)
+    assert cli.main(["sweep", "--preset", "smoke"]) == 130
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
+
+
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device while writing '.*result\.json'") as info:
+        atomic_write_bytes(tmp_path / "result.json", b"{}")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ version floors
+
+def test_version_floors():
+    root = Path(__file__).resolve().parents[1]
+    req, pyproject = (root / "requirements.txt").read_text(), (root / "pyproject.toml").read_text()
+    assert "torch>=2.3" in req and "torchvision>=0.18" in req
+    assert '"torch>=2.3"' in pyproject and '"torchvision>=0.18"' in pyproject
+    assert 'license = "MIT"' in pyproject and '"setuptools>=77"' in pyproject
+    assert hasattr(torch.amp, "GradScaler")              # what training.py needs (missing in torch 2.2)

@@ -346,3 +346,36 @@ def test_reanalyse_refuses_weights_that_do_not_belong_to_the_result(tmp_path, da
     with pytest.raises(CorruptFileError, match="do not belong"):
         reanalyse("tiny", tmp_path / "r", data_root=str(data_root), log=lambda *a: None)
     assert result_path(cfg, tmp_path / "r").read_bytes() == before
+
+
+# ---------------------------------------------------------------- one uncached run on the coupling dial
+
+def test_coupling_point_at_the_ends_of_the_dial(data_root):
+    """Known answers: at lambda = 1 from identical blocks the blocks stay exactly identical (spread 0,
+    difference 0, similarity 1, one block's worth of parameters per stage); at lambda = 0 from independent
+    inits they stay apart. The record says what ran and is JSON-ready; the recipe passed in is not changed."""
+    from itercourse.coupling import effective_parameters, make_blocks_identical
+    from itercourse.data import load_dataset
+    from itercourse.experiments import coupling_point
+    from itercourse.models import build_resnet, count_parameters
+    data = load_dataset("digitclutter", root=str(data_root), train_size=64, test_size=32)
+    model_cfg = ResNetConfig(in_channels=1, widths=(4, 8), blocks=(3, 3), branch_norm="none")
+    recipe = TrainConfig(epochs=1, batch_size=32, fast=False, augment=False)
+    tied = coupling_point(data, model_cfg, 1.0, train_cfg=recipe, identical_init=True, seed=2)
+    free = coupling_point(data, model_cfg, 0.0, train_cfg=recipe, identical_init=False, seed=2)
+    assert recipe.coupling is None and recipe.seed == 0                       # the caller's recipe is untouched
+
+    assert tied["strength"] == 1.0 and tied["identical_init"] is True and tied["seed"] == 2
+    assert tied["dataset"] == "digitclutter" and tied["model"] == dataclasses.asdict(model_cfg)
+    assert tied["train"] == dataclasses.asdict(dataclasses.replace(recipe, coupling=1.0, identical_init=True, seed=2))
+    assert tied["history"]["epoch"] == [1] and tied["seconds"] > 0
+    assert tied["spread"] == tied["spread_conv"] == [0.0, 0.0] and tied["max_difference"] == [0.0, 0.0]
+    assert torch.tensor(tied["similarity_last_stage"]) == pytest.approx(torch.ones(3, 3))
+    recurrent = make_blocks_identical(build_resnet(model_cfg, seed=0))
+    assert tied["effective_parameters"] == pytest.approx(effective_parameters(recurrent))
+    assert tied["parameters"] == free["parameters"] == count_parameters(build_resnet(model_cfg, seed=0))
+
+    assert free["strength"] == 0.0 and free["identical_init"] is False
+    assert all(s > 0.5 for s in free["spread"]) and all(d > 0 for d in free["max_difference"])
+    assert free["effective_parameters"] > tied["effective_parameters"] + 1000
+    json.dumps([tied, free])                                                 # JSON-ready

@@ -93,7 +93,7 @@ def _blocks_of(record: dict) -> tuple:
 
 def coupling_figure(records: list, strength: float, *, dataset: str | None = None, blocks=None,
                     identical_init: bool = True, title: str = ""):
-    """Three panels for one point of the coupling dial, drawn from :func:`itercourse.dial.coupling_point` records.
+    """Three panels for one point of the coupling dial, drawn from :func:`itercourse.experiments.coupling_point` records.
 
     Left: test accuracy per epoch for every strength (the chosen one bold).
     Middle: dissimilarity ``1 - cos(W_i, W_j)`` between the conv weights of
@@ -151,7 +151,7 @@ def coupling_figure(records: list, strength: float, *, dataset: str | None = Non
 def coupling_explorer(records: list, *, live=None, live_datasets=()):
     """An ipywidgets explorer over a precomputed coupling sweep, with an optional live-training button.
 
-    ``records``: a list of :func:`itercourse.dial.coupling_point` results
+    ``records``: a list of :func:`itercourse.experiments.coupling_point` results
     (identical initial blocks). The strength slider and the dataset and depth
     drop-downs only redraw those records, so they respond at once.
     ``live(dataset, blocks, strength) -> record``, if given, adds a button

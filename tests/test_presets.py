@@ -1,4 +1,9 @@
-"""Issue 15's experiment design: zero-initialised branches, the arms grid, provenance, the convergent control."""
+"""The presets of the arms grid (itercourse.presets) and what the grid's design relies on.
+
+The grid itself (arms x couplings x init x seeds, one recipe per arm, the equal-parameter companion, the
+smoke grid end to end), and the pieces it is built from: zero-initialised branches (the norm-free arm),
+provenance of every result, and the convergent-by-design control of the convergence threshold.
+"""
 import pytest
 import torch
 

@@ -1,4 +1,7 @@
-"""The training loop at the device's pace (issue 14): no host reads per step, safe defaults, same results."""
+"""The training loop at the device's pace: no host reads per step, safe defaults, same results.
+
+(``--lr-scaling`` of the command line is tested in ``tests/test_cli.py``.)
+"""
 
 import subprocess
 import sys
@@ -92,13 +95,6 @@ def test_linear_lr_scaling_keeps_the_recipe_of_batch_128():
     assert linear_lr(0.1, 512) == pytest.approx(0.4)
     with pytest.raises(ValueError, match="batch_size"):
         linear_lr(0.1, 0)
-
-
-def test_cli_scales_the_learning_rate_with_the_batch_only_when_asked():
-    from itercourse.__main__ import build_parser
-    args = build_parser().parse_args(["run", "--batch-size", "512", "--lr-scaling", "linear"])
-    assert args.lr_scaling == "linear" and args.batch_size == 512
-    assert build_parser().parse_args(["run"]).lr_scaling == "none"
 
 
 def test_fast_path_trains_like_the_plain_path(data):

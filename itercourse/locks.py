@@ -1,18 +1,20 @@
-"""Claims and failure records: how sweeps share a results folder without duplicating or looping.
+"""Lock files and failure records: how sweeps share a results folder without duplicating or looping.
 
-While a config is computed, its claim file ``<id>.claim`` (created atomically and
+While a config is computed, its lock file ``<id>.claim`` (created atomically and
 exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host, time and
 process start time) sits beside the results; a second sweep on the same folder
 skips it and waits, saying so ("waiting for <id> held by <host>/<pid> since ...").
 The owner touches the file every ``HEARTBEAT_S`` (its modification time is the
-heartbeat). A claim is stale, and taken over, when its owner on this host is no
+heartbeat). A lock is stale, and taken over, when its owner on this host is no
 longer running, or its pid now belongs to another process (the start time in
-``/proc/<pid>/stat`` differs), or its pid is not a positive integer; a claim from
-another host is stale once its heartbeat is older than ``CLAIM_TTL_S`` (two
-takeovers of one stale claim at the same instant are not excluded; both then
+``/proc/<pid>/stat`` differs), or its pid is not a positive integer; a lock from
+another host is stale once its heartbeat is older than ``LOCK_TTL_S`` (two
+takeovers of one stale lock at the same instant are not excluded; both then
 compute the config, and the atomic result write keeps one). A config that fails leaves ``<id>.failed.json`` (label,
 id, error), so a rerun does not retry it forever; ``sweep(..., retry_failed=True)``
 clears the records.
+
+(The files keep the suffix ``.claim`` they have always had: results folders and ``.gitignore`` know it.)
 """
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ import time
 from pathlib import Path
 
 from .config_id import result_path
-from .io import atomic_create_bytes, read_json
+from .io import atomic_create_bytes
 
-HEARTBEAT_S = 60.0          # how often the owner of a claim touches it
-CLAIM_TTL_S = 15 * 60       # a claim from another host is stale when its heartbeat is older than this
-_beats: dict = {}           # claim path -> threading.Event that stops its heartbeat
+HEARTBEAT_S = 60.0          # how often the owner of a lock touches it
+LOCK_TTL_S = 15 * 60        # a lock from another host is stale when its heartbeat is older than this
+_beats: dict = {}           # lock path -> threading.Event that stops its heartbeat
 
 
 class SweepFailed(RuntimeError):
@@ -40,8 +42,8 @@ def failure_path(cfg, results_dir="results") -> Path:
     return result_path(cfg, results_dir).with_suffix(".failed.json")
 
 
-def claim_path(cfg, results_dir="results") -> Path:
-    """The claim (lock) file of a config being computed: ``<id>.claim`` beside the results."""
+def lock_path(cfg, results_dir="results") -> Path:
+    """The lock file of a config being computed: ``<id>.claim`` beside the results."""
     return result_path(cfg, results_dir).with_suffix(".claim")
 
 
@@ -67,7 +69,7 @@ def start_time(pid: int):
 
 
 def _heartbeat_age(path: Path, held: dict) -> float:
-    """Seconds since the claim's owner last touched it (its mtime), or since it was written."""
+    """Seconds since the lock's owner last touched it (its mtime), or since it was written."""
     try:
         last = max(path.stat().st_mtime, float(held.get("time", 0)))
     except FileNotFoundError:
@@ -76,12 +78,12 @@ def _heartbeat_age(path: Path, held: dict) -> float:
 
 
 def is_stale(path: Path, held: dict) -> bool:
-    """Whether a claim read from ``path`` no longer has a live owner (see the module docstring)."""
+    """Whether a lock read from ``path`` no longer has a live owner (see the module docstring)."""
     pid = held["pid"]
     if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
         return True
     if held["host"] != socket.gethostname():
-        return _heartbeat_age(path, held) > CLAIM_TTL_S
+        return _heartbeat_age(path, held) > LOCK_TTL_S
     if not _alive(pid):
         return True
     recorded, now = held.get("start"), start_time(pid)
@@ -96,13 +98,13 @@ def _heartbeat(path: Path, stop: threading.Event) -> None:
             return
 
 
-def claim(cfg, results_dir) -> bool:
-    """Claim ``cfg`` atomically and exclusively; False when a live process holds it.
+def acquire(cfg, results_dir) -> bool:
+    """Lock ``cfg`` atomically and exclusively; False when a live process holds its lock.
 
-    A stale claim (see :func:`is_stale`) is taken over. While held, a thread touches the claim
+    A stale lock (see :func:`is_stale`) is taken over. While held, a thread touches the lock
     file every ``HEARTBEAT_S`` seconds, so sweeps on other hosts can tell it is alive.
     """
-    path = claim_path(cfg, results_dir)
+    path = lock_path(cfg, results_dir)
     pid = os.getpid()
     owner = {"pid": pid, "host": socket.gethostname(), "time": time.time(), "start": start_time(pid)}
     for _ in range(2):
@@ -116,7 +118,7 @@ def claim(cfg, results_dir) -> bool:
         except FileNotFoundError:
             continue                              # released meanwhile: try again
         except (ValueError, KeyError, TypeError, AttributeError):
-            stale = True                          # not a claim this code wrote
+            stale = True                          # not a lock file this code wrote
         if not stale:
             return False
         try:
@@ -127,7 +129,8 @@ def claim(cfg, results_dir) -> bool:
 
 
 def release(cfg, results_dir) -> None:
-    path = claim_path(cfg, results_dir)
+    """Give up ``cfg``'s lock: stop its heartbeat and remove the file (harmless when not held)."""
+    path = lock_path(cfg, results_dir)
     stop = _beats.pop(str(path), None)
     if stop is not None:
         stop.set()
@@ -138,8 +141,8 @@ def release(cfg, results_dir) -> None:
 
 
 def holder(cfg, results_dir) -> dict | None:
-    """The live owner of ``cfg``'s claim (pid, host, time), or None when it is free, stale or this process's."""
-    path = claim_path(cfg, results_dir)
+    """The live owner of ``cfg``'s lock (pid, host, time), or None when it is free, stale or this process's."""
+    path = lock_path(cfg, results_dir)
     try:
         held = json.loads(path.read_text())
         if is_stale(path, held):
@@ -155,11 +158,11 @@ def waiting_line(cfg, held: dict) -> str:
     """``waiting for <id> held by <host>/<pid> since <time>``: what a waiting sweep or run prints."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(held.get("time", 0))))
     return (f"waiting for {cfg.id} ({cfg.label()}) held by {held.get('host')}/{held.get('pid')} since {since} "
-            f"(another sweep or run is computing it; its claim is {cfg.id}.claim)")
+            f"(another sweep or run is computing it; its lock file is {cfg.id}.claim)")
 
 
-def wait_while_claimed(cfg, results_dir, *, log=print, poll_s: float = 5.0) -> bool:
-    """Wait, saying so once, while another live process holds ``cfg``'s claim; True if there was one."""
+def wait_while_locked(cfg, results_dir, *, log=print, poll_s: float = 5.0) -> bool:
+    """Wait, saying so once, while another live process holds ``cfg``'s lock; True if there was one."""
     held = holder(cfg, results_dir)
     if held is None:
         return False
