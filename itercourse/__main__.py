@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .blocks import BRANCH_NORMS, UNITS
-from .data import DATASETS, MNIST_MEAN, MNIST_STD, prepare_mnist
+from .data import DATASET_SPECS, DATASETS, MNIST_MEAN, MNIST_STD, prepare_mnist
 from .digitclutter import check_size, make_digitclutter, save_digitclutter
 from .experiments import ExperimentConfig, is_done, load_results, reanalyse, result_path, run
 from .io import CorruptFileError, atomic_write_bytes
@@ -254,8 +254,7 @@ def _device(args):
 def run_config(args) -> ExperimentConfig:
     """The ``ExperimentConfig`` that ``run`` with these arguments computes (or finds)."""
     book_index_size = PRESETS["digitclutter"]()["index_size"]
-    channels = {"mnist": 1, "digitclutter": 1}.get(args.dataset, 3)
-    classes = 100 if args.dataset == "cifar100" else 10
+    channels, classes = DATASET_SPECS[args.dataset].channels, DATASET_SPECS[args.dataset].classes
     model = ResNetConfig(in_channels=channels, num_classes=classes, widths=tuple(args.widths),
                          blocks=tuple(args.blocks), unit=args.unit, branch_norm=args.branch_norm,
                          spectral_coeff=args.spectral_coeff)

@@ -22,13 +22,14 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .coupling import GradientCoupling
-from .data import ImageData
+from .data import DATASET_SPECS, ImageData
 from .models import ResNetConfig, build_resnet
 from .training import autocast_dtype, channels_last_ok, task_loss
 
 RATE = (10e12, 2e12)          # assumed sustained FLOP/s: optimistic, pessimistic (T4, fp16, small convs)
 LAUNCH = (5e-6, 10e-6)        # assumed seconds per kernel launch: optimistic, pessimistic
-SIZES = {"mnist": (60_000, 10_000), "cifar10": (50_000, 10_000), "cifar100": (50_000, 10_000)}
+SIZES = {name: (DATASET_SPECS[name].train_images, DATASET_SPECS[name].test_images)   # the GPU grids' datasets
+         for name in ("mnist", "cifar10", "cifar100")}
 
 
 class CountOps(TorchDispatchMode):

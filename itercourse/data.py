@@ -29,7 +29,7 @@ import socket
 import struct
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 from urllib.error import URLError
 
 import numpy as np
@@ -41,7 +41,23 @@ from . import digitclutter as dc
 from .errors import check_choice, check_device, check_int, check_positive_int
 from .io import CorruptFileError, atomic_write_bytes
 
-DATASETS = ("mnist", "cifar10", "cifar100", "digitclutter")
+class DatasetSpec(NamedTuple):
+    """What the rest of the package needs to know about a dataset before loading it."""
+
+    channels: int          # 1 (greyscale) or 3 (RGB)
+    classes: int           # label classes (digitclutter: digits, several per image)
+    train_images: int      # images in the full training split (digitclutter: how many load_dataset draws)
+    test_images: int       # images in the full test split
+
+
+# The dataset registry: the one home of every dataset's shape and split sizes.
+DATASET_SPECS = {
+    "mnist": DatasetSpec(channels=1, classes=10, train_images=60_000, test_images=10_000),
+    "cifar10": DatasetSpec(channels=3, classes=10, train_images=50_000, test_images=10_000),
+    "cifar100": DatasetSpec(channels=3, classes=100, train_images=50_000, test_images=10_000),
+    "digitclutter": DatasetSpec(channels=1, classes=10, train_images=100_000, test_images=10_000),
+}
+DATASETS = tuple(DATASET_SPECS)
 SPLITS = ("train", "val", "test")
 
 # where torchvision's classes look for the files, and where they come from
@@ -54,7 +70,6 @@ _SOURCES = {
     "cifar100": ("CIFAR100", "cifar-100-python", "train, test, meta",
                  "download https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz and extract it in {root} (it unpacks into {where})"),
 }
-_NUM_CLASSES = {"mnist": 10, "cifar10": 10, "cifar100": 100, "digitclutter": 10}
 DOWNLOAD_TIMEOUT_S = 60   # a silent network fails after this long instead of hanging
 
 
@@ -292,8 +307,9 @@ def load_dataset(name: str, root: str = "data", *, train_size: int | None = None
     check_int("val_size", val_size, minimum=0)
     val_x = val_y = None
     if name == "digitclutter":
-        n_train = 100_000 if train_size is None else train_size
-        n_test = 10_000 if test_size is None else test_size
+        spec = DATASET_SPECS["digitclutter"]
+        n_train = spec.train_images if train_size is None else train_size
+        n_test = spec.test_images if test_size is None else test_size
         check_positive_int("train_size", n_train)
         check_positive_int("test_size", n_test)
         train_x, train_y = _digitclutter_split(root, n_train + val_size, 2 * seed, cache, digitclutter_kwargs)
@@ -309,7 +325,7 @@ def load_dataset(name: str, root: str = "data", *, train_size: int | None = None
         test_x, test_y = _subsample(*_torchvision_split(name, root, False, download), test_size, (seed, 1), "test_size")
     mean, std = channel_stats(train_x)
     data = ImageData(name=name, train_images=train_x, train_labels=train_y, test_images=test_x,
-                     test_labels=test_y, num_classes=_NUM_CLASSES[name], in_channels=train_x.shape[1],
+                     test_labels=test_y, num_classes=DATASET_SPECS[name].classes, in_channels=train_x.shape[1],
                      multilabel=(name == "digitclutter"), mean=mean, std=std, val_images=val_x, val_labels=val_y)
     return data.to(device)
 

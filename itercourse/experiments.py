@@ -37,7 +37,7 @@ import torch
 from torch.nn.utils import parametrize
 
 from .coupling import block_difference, block_similarity, block_spread, effective_parameters
-from .data import DATASETS, load_dataset
+from .data import DATASET_SPECS, DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
 from .locks import wait_while_locked
 from .config_id import (canonical_config, check_parameters, checkpoint_path, flat, hash_of, result_path, spellings,
@@ -52,7 +52,12 @@ from .training import History, TrainConfig, check_not_diverged, eval_batch_size,
 from .version import __version__
 
 # Image channels and classes of each dataset: checked against the model before any data is made.
-DATASET_SHAPES = {"digitclutter": (1, 10), "mnist": (1, 10), "cifar10": (3, 10), "cifar100": (3, 100)}
+
+
+def _shape(dataset: str) -> tuple:
+    """``(channels, classes)`` of ``dataset``, from the registry (:data:`itercourse.data.DATASET_SPECS`)."""
+    spec = DATASET_SPECS[dataset]
+    return spec.channels, spec.classes
 
 MULTILABEL = ("digitclutter",)       # datasets whose labels are multi-hot sets (one sigmoid per class)
 
@@ -105,7 +110,7 @@ class ExperimentConfig:
             raise ValueError(f"index_size={self.index_size} is larger than test_size={test_n}; the indices "
                              f"use test images: choose index_size <= {test_n}")
         if self.model is None:                 # the default architecture, with the dataset's channels and classes
-            channels, classes = DATASET_SHAPES[self.dataset]
+            channels, classes = _shape(self.dataset)
             object.__setattr__(self, "model", ResNetConfig(in_channels=channels, num_classes=classes))
         if not isinstance(self.model, ResNetConfig):
             raise TypeError(f"model={self.model!r} must be a ResNetConfig")
@@ -117,7 +122,7 @@ class ExperimentConfig:
             object.__setattr__(self, name, _options(name, getattr(self, name)))
         check_parameters("index_options", dict(self.index_options), iterative_convergence_indices,
                           exclude=("model", "loader"))
-        channels, classes = DATASET_SHAPES[self.dataset]
+        channels, classes = _shape(self.dataset)
         if (self.model.in_channels, self.model.num_classes) != (channels, classes):
             raise ValueError(f"model.in_channels={self.model.in_channels}, model.num_classes="
                              f"{self.model.num_classes} do not fit dataset={self.dataset!r}; allowed: "
@@ -148,8 +153,8 @@ class ExperimentConfig:
                              "by another version of itercourse (fields allowed: "
                              f"{[f.name for f in dataclasses.fields(cls)]})")
         model = d.get("model", {})
-        if isinstance(model, dict) and d.get("dataset", "digitclutter") in DATASET_SHAPES:
-            channels, classes = DATASET_SHAPES[d.get("dataset", "digitclutter")]   # default: fit the dataset
+        if isinstance(model, dict) and d.get("dataset", "digitclutter") in DATASET_SPECS:
+            channels, classes = _shape(d.get("dataset", "digitclutter"))   # default: fit the dataset
             model = {"in_channels": channels, "num_classes": classes, **model}
         d["model"] = _sub_config(ResNetConfig, model, "model")
         d["train"] = _sub_config(TrainConfig, d.get("train", {}), "train")

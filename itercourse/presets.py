@@ -12,6 +12,8 @@ import copy
 
 import yaml
 
+from .data import DATASET_SPECS
+
 
 def grid_yaml(name: str) -> str:
     """A preset as YAML text: a grid file to edit and pass to ``python -m itercourse sweep FILE``."""
@@ -253,8 +255,7 @@ def _preset_smoke() -> dict:
 
 
 def _preset_gpu(dataset: str) -> dict:
-    classes = 100 if dataset == "cifar100" else 10
-    channels = 1 if dataset == "mnist" else 3
+    classes, channels = DATASET_SPECS[dataset].classes, DATASET_SPECS[dataset].channels
     train = {"epochs": 15 if dataset == "mnist" else 30, "batch_size": 128, "lr": 0.05,
              "weight_decay": 5e-4, "schedule": "cosine", "augment": True, "fast": True}
     return {
