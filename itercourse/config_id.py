@@ -23,6 +23,7 @@ results then keep their ids, and new configs at the default find them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -142,3 +143,23 @@ def spellings(cfg: dict) -> list:
             d["dataset_options"] = sorted([list(kv) for kv in d["dataset_options"]] + options)
             out.append(d)
     return out
+
+
+# ---------------------------------------------------------------- ids
+
+def config_hash(cfg) -> str:
+    """Stable 12-hex id of a config (or of its ``asdict``): sha256 of its canonical JSON.
+
+    Independent of PYTHONHASHSEED, of the process, of int-vs-float spelling (0 == 0.0) and of
+    the equivalent spellings :func:`canonical_config` makes one.
+    """
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):     # an ExperimentConfig
+        cfg = dataclasses.asdict(cfg)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"cfg={cfg!r} must be an ExperimentConfig or its asdict()")
+    return hash_of(canonical_config(cfg))
+
+
+def legacy_hash(cfg) -> str:
+    """The 0.1.0 id: the hash of ``asdict`` as spelled, without :func:`canonical_config`."""
+    return hash_of(dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type) else cfg)

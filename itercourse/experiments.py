@@ -40,8 +40,8 @@ from .coupling import block_difference, block_similarity, block_spread, effectiv
 from .data import DATASET_SPECS, DATASETS, load_dataset
 from .errors import check_bool, check_choice, check_int, check_positive_int
 from .locks import wait_while_locked
-from .config_id import (canonical_config, check_parameters, checkpoint_path, flat, hash_of, result_path, spellings,
-                        weights_path)
+from .config_id import (canonical_config, check_parameters, checkpoint_path, config_hash, flat, hash_of,
+                        legacy_hash, result_path, spellings, weights_path)
 from .indices import iterative_convergence_indices, recurrence_index
 from .io import (CorruptFileError, atomic_torch_save, atomic_write_json, ensure_writable_folder, read_json,
                  torch_load_verified)
@@ -204,24 +204,6 @@ def _sub_config(kind, d, name):
         raise ValueError(f"{name} has unknown fields {sorted(unknown)}; allowed: {sorted(allowed)}")
     d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
     return kind(**d)
-
-
-def config_hash(cfg: ExperimentConfig | dict) -> str:
-    """Stable 12-hex id of a config (or of its ``asdict``): sha256 of its canonical JSON.
-
-    Independent of PYTHONHASHSEED, of the process, of int-vs-float spelling (0 == 0.0) and of
-    the equivalent spellings :func:`canonical_config` makes one.
-    """
-    if isinstance(cfg, ExperimentConfig):
-        cfg = asdict(cfg)
-    if not isinstance(cfg, dict):
-        raise TypeError(f"cfg={cfg!r} must be an ExperimentConfig or its asdict()")
-    return hash_of(canonical_config(cfg))
-
-
-def legacy_hash(cfg: ExperimentConfig | dict) -> str:
-    """The 0.1.0 id: the hash of ``asdict`` as spelled, without :func:`canonical_config`."""
-    return hash_of(asdict(cfg) if isinstance(cfg, ExperimentConfig) else cfg)
 
 
 # ---------------------------------------------------------------- results

@@ -55,8 +55,8 @@ from itercourse import experiments as ex
 from itercourse.data import BatchLoader, load_dataset
 from itercourse.digitclutter import make_digitclutter
 from itercourse.errors import DivergedError
-from itercourse.experiments import (ExperimentConfig, Result, config_hash, legacy_hash, load_result, load_results,
-                                    result_path)
+from itercourse.config_id import config_hash, legacy_hash
+from itercourse.experiments import ExperimentConfig, Result, load_result, load_results, result_path
 from itercourse.indices import iterative_convergence_indices
 from itercourse.io import UnsafeFileError, atomic_torch_save, atomic_write_bytes, atomic_write_json, read_json
 from itercourse.models import ResNetConfig, build_resnet
