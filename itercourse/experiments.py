@@ -116,7 +116,10 @@ class ExperimentConfig:
             raise TypeError(f"model={self.model!r} must be a ResNetConfig")
         if not isinstance(self.train, TrainConfig):
             raise TypeError(f"train={self.train!r} must be a TrainConfig")
-        if self.train.seed != self.seed:       # one seed, one source of truth
+        if self.train.seed != self.seed:       # one seed, one source of truth: ``seed``
+            if self.train.seed != TrainConfig.seed:
+                raise ValueError(f"train.seed={self.train.seed} and seed={self.seed} disagree; an experiment has one "
+                                 f"seed: set seed={self.train.seed} and leave train.seed at its default")
             object.__setattr__(self, "train", replace(self.train, seed=self.seed))
         for name in ("index_options", "dataset_options"):
             object.__setattr__(self, name, _options(name, getattr(self, name)))

@@ -87,6 +87,8 @@ def test_hash_depends_on_content_only():
     assert a.id != tiny(train={"coupling": 0.25}).id
     assert a.id != tiny(seed=1).id
     assert tiny(seed=2).train.seed == 2                                  # one seed, one source of truth
+    with pytest.raises(ValueError, match="train.seed=5 and seed=0 disagree"):
+        tiny(train={"seed": 5})                                          # never overwritten silently
     assert tiny(index_options={"seed": 1, "max_pairs": 2}).id == tiny(index_options=(("max_pairs", 2), ("seed", 1))).id
     assert tiny(val_size=0).id == a.id != tiny(val_size=8).id            # no validation split: the old id
 
