@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--unit", default="preact", choices=UNITS, help="residual unit (default: preact)")
     r.add_argument("--branch-norm", default=m["branch_norm"], choices=BRANCH_NORMS,
                    help=f"batch norm in the branches (default: {m['branch_norm']}; --spectral-coeff needs none)")
-    r.add_argument("--coupling", type=float, default=None,
-                   help="soft gradient coupling strength in [0, 1] (default: off)")
+    r.add_argument("--coupling", type=float, default=0.0,
+                   help="soft gradient coupling strength in [0, 1] (default: 0, off)")
     r.add_argument("--identical-init", action="store_true",
                    help="start every block of a stage from the same weights (default: on when coupling > 0)")
     r.add_argument("--spectral-coeff", type=float, default=None,

@@ -171,7 +171,7 @@ class ExperimentConfig:
         ``varying``: those fields already found (``sweeps.grid_labels``, O(n) for a whole grid).
         """
         c = self.model.spectral_coeff
-        lam = self.train.coupling or 0.0
+        lam = self.train.coupling
         arm = [name for name, on in (("BN", self.model.branch_norm == "bn"),
                                      ("zero-init", self.model.branch_init == "zero"),
                                      ("identical-init", self.train.identical_init is True)) if on]

@@ -159,8 +159,8 @@ def holm(p_values: Sequence[float]) -> list:
 # ---------------------------------------------------------------- grid results
 
 def coupling_of(r) -> float:
-    """Coupling strength of a result (``None`` = off = 0)."""
-    return float(r.config.train.coupling or 0.0)
+    """Coupling strength of a result (0 = off)."""
+    return float(r.config.train.coupling)
 
 
 def constraint_of(r) -> str:

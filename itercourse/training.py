@@ -53,7 +53,7 @@ class TrainConfig:
     warmup_steps: int = 0             # linear warm-up steps (He et al.: 400 at lr 0.01 for ResNet-110)
     label_smoothing: float = 0.0      # softmax tasks only
     augment: bool = True              # per-batch random crop (+ flip where the dataset allows it)
-    coupling: float | None = None     # soft gradient coupling strength in [0, 1]; None = off
+    coupling: float = 0.0             # soft gradient coupling strength in [0, 1]; 0 = off (no coupling work)
     couple_norm: bool = True          # also couple batch-norm parameters
     identical_init: bool = False      # start every block of a stage from the same weights
     fast: bool = True                 # channels_last + bf16/fp16 autocast where the device supports it
@@ -69,8 +69,9 @@ class TrainConfig:
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("warmup_steps", self.warmup_steps, minimum=0)
         check_range("label_smoothing", self.label_smoothing, 0.0, 1.0, high_open=True)
-        if self.coupling is not None:
-            check_range("coupling", self.coupling, 0.0, 1.0)
+        if self.coupling is None:             # the spelling of "off" in files written before 0.2: read as 0.0
+            object.__setattr__(self, "coupling", 0.0)
+        check_range("coupling", self.coupling, 0.0, 1.0)
         check_int("seed", self.seed, minimum=0)
         for name in ("augment", "couple_norm", "identical_init", "fast", "compile"):
             if name == "identical_init" and self.identical_init == "coupled":
@@ -265,7 +266,7 @@ def deviation_decay(cfg: TrainConfig, total_steps: int) -> float:
 
 def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture, data=None) -> dict:
     """What a checkpoint belongs to: the recipe, the architecture (config, or parameter shapes) and the data."""
-    recipe = {**asdict(cfg), "coupling": cfg.coupling or 0.0}
+    recipe = asdict(cfg)
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     owner = {"train": repr(sorted(recipe.items())),
              "architecture": repr(sorted(architecture.items())) if architecture is not None else repr(shapes)}
@@ -358,7 +359,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
     coupling = None
     if cfg.identical_init:
         make_blocks_identical(model)
-    if cfg.coupling is not None:
+    if cfg.coupling > 0:                     # strength 0 changes no gradient: nothing to do
         coupling = GradientCoupling(model, cfg.coupling, include_norm=cfg.couple_norm)
 
     amp_dtype = autocast_dtype(device, cfg.fast)

@@ -95,7 +95,7 @@ def init_of(r) -> str:
 
 
 def coupling_value(r) -> float:
-    return float(r.config.train.coupling or 0.0)
+    return float(r.config.train.coupling)
 
 
 def cell_of(r) -> tuple:

@@ -787,7 +787,7 @@ def test_run_without_coupling_finds_the_committed_result(monkeypatch):
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained"))
     args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_grid", "--seed", "1"])
     cfg = cli.run_config(args)
-    assert cfg.train.coupling is None
+    assert cfg.train.coupling == 0.0
     assert load_result(cfg, COMMITTED) is not None
     assert ex.run(cfg, COMMITTED).config.train.coupling == 0.0
 

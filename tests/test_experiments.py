@@ -365,7 +365,7 @@ def test_coupling_point_at_the_ends_of_the_dial(data_root):
     recipe = TrainConfig(epochs=1, batch_size=32, fast=False, augment=False)
     tied = coupling_point(data, model_cfg, 1.0, train_cfg=recipe, identical_init=True, seed=2)
     free = coupling_point(data, model_cfg, 0.0, train_cfg=recipe, identical_init=False, seed=2)
-    assert recipe.coupling is None and recipe.seed == 0                       # the caller's recipe is untouched
+    assert recipe.coupling == 0.0 and recipe.seed == 0                        # the caller's recipe is untouched
 
     assert tied["strength"] == 1.0 and tied["identical_init"] is True and tied["seed"] == 2
     assert tied["dataset"] == "digitclutter" and tied["model"] == dataclasses.asdict(model_cfg)
