@@ -24,7 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from .coupling import GradientCoupling
 from .data import DATASET_SPECS, ImageData
 from .models import ResNetConfig, build_resnet
-from .training import autocast_dtype, channels_last_ok, task_loss
+from .objectives import task_loss
+from .training import autocast_dtype, channels_last_ok
 
 RATE = (10e12, 2e12)          # assumed sustained FLOP/s: optimistic, pessimistic (T4, fp16, small convs)
 LAUNCH = (5e-6, 10e-6)        # assumed seconds per kernel launch: optimistic, pessimistic

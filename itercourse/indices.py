@@ -77,7 +77,7 @@ import torch
 
 from .errors import check_choice, check_int
 from .lipschitz import block_map_growth
-from .training import check_labels, correct_mask, task_loss
+from .objectives import check_labels, correct_mask, task_loss
 from .walk import check_model, device_of, eval_mode, finish, stage_states
 
 KINDS = ("state", "performance")

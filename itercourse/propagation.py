@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .training import task_loss
+from .objectives import task_loss
 
 
 def signal_and_gradient_norms(model, x: torch.Tensor, y: torch.Tensor) -> dict:

@@ -37,7 +37,8 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int, check_positive, check_range
-from .training import check_labels, correct_mask, evaluate, flip_margin, task_loss
+from .objectives import check_labels, correct_mask, flip_margin, task_loss
+from .training import evaluate
 from .walk import check_model, device_of, eval_mode, finish, stage_states, without
 
 COMPARISONS = ("unroll", "last_block")

@@ -23,7 +23,7 @@ import copy
 import torch
 from torch import nn
 
-from .training import count_correct
+from .objectives import count_correct
 from .walk import check_model, device_of, enter, eval_mode
 
 

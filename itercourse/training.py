@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .coupling import GradientCoupling, make_blocks_identical
-from .objectives import check_labels, correct_mask, count_correct, flip_margin, is_multilabel, task_loss  # noqa: F401 (re-exported)
+from .objectives import check_labels, correct_mask, task_loss
 from .errors import (DivergedError, check_bool, check_choice, check_device, check_int, check_positive,  # noqa: F401
                      check_positive_int, check_range)
 from .io import CorruptFileError, UnsafeFileError, atomic_torch_save, ensure_writable_folder, torch_load_verified

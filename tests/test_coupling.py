@@ -9,7 +9,8 @@ from itercourse.coupling import (GradientCoupling, block_difference, block_simil
                                  corresponding_parameters, effective_parameters, group_spread, make_blocks_identical)
 from itercourse.data import load_dataset
 from itercourse.models import ResNetConfig, Stage, build_resnet, count_parameters
-from itercourse.training import TrainConfig, deviation_decay, task_loss, train
+from itercourse.objectives import task_loss
+from itercourse.training import TrainConfig, deviation_decay, train
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)

@@ -15,7 +15,7 @@ from itercourse.lipschitz import (apply_spectral_norm, branch_lipschitz_bound, b
 from itercourse.opnorm import (conv_adjoint, conv_apply, conv_geometry, conv_operator_norm, conv_operator_norm_fft,
                                reshaped_norm)
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.training import task_loss
+from itercourse.objectives import task_loss
 
 torch.set_num_threads(1)
 

@@ -3,7 +3,7 @@ import torch
 
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.propagation import signal_and_gradient_norms
-from itercourse.training import task_loss
+from itercourse.objectives import task_loss
 
 torch.set_num_threads(1)
 

@@ -11,7 +11,8 @@ from itercourse.models import ResNetConfig, build_resnet
 from itercourse.refinement import (PerBlock, borderline_examples, drop_block_accuracy, gradient_alignment,
                                    norm_ratios, unroll_accuracy)
 from itercourse.toys import QuadraticGradientBlocks, expected_alignment, expected_norm_ratios, quadratic_loss
-from itercourse.training import correct_mask, evaluate, flip_margin, task_loss
+from itercourse.objectives import correct_mask, flip_margin, task_loss
+from itercourse.training import evaluate
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(2, 3), input_size=12)

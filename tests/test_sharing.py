@@ -7,7 +7,7 @@ from torch import nn
 from itercourse.coupling import GradientCoupling, effective_parameters, make_blocks_identical
 from itercourse.models import ResNetConfig, build_resnet, count_parameters
 from itercourse.sharing import batch_statistics_accuracy, norm_statistics_mismatch, update_alignment
-from itercourse.training import correct_mask, task_loss
+from itercourse.objectives import correct_mask, task_loss
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)

@@ -6,7 +6,8 @@ import torch
 from itercourse.data import load_dataset
 from itercourse.io import CorruptFileError, torch_load_verified
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.training import (TrainConfig, count_correct, evaluate, learning_rate, task_loss, train)
+from itercourse.objectives import count_correct, task_loss
+from itercourse.training import TrainConfig, evaluate, learning_rate, train
 
 import itercourse.training as train_module  # noqa: E402  (itercourse.train is the function)
 torch.set_num_threads(1)
