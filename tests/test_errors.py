@@ -915,7 +915,7 @@ def test_report_lists_skipped_files_and_exits_non_zero(tmp_path, capsys):
     damaged = sorted(folder.glob("*.json"))[:2]
     for p in damaged:
         p.write_text(p.read_text()[:100])
-    argv = ["report", "--results-dir", str(tmp_path), "--out", str(tmp_path / "rep")]
+    argv = ["report", "--experiment", "digitclutter_grid", "--results-dir", str(tmp_path), "--out", str(tmp_path / "rep")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         code, out, err = call(capsys, *argv)
