@@ -49,7 +49,6 @@ are not counted in the labels.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from functools import lru_cache
@@ -60,7 +59,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import check_int, check_positive_int, check_range
-from .io import CorruptFileError, atomic_write_bytes
+from .io import atomic_write_with_trailer, read_with_trailer
 
 BACKGROUND = 119      # grey level of the background (original: rgba(119,119,119))
 OUTLINE = 255         # grey level of the outline stroke (white)
@@ -321,8 +320,7 @@ def save_digitclutter(path, images, labels, meta=None, **params) -> os.PathLike:
         arrays[f"meta_{key}"] = np.asarray(value)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    data = buf.getvalue()
-    return atomic_write_bytes(path, data + hashlib.sha256(data).hexdigest().encode())
+    return atomic_write_with_trailer(path, buf.getvalue())
 
 
 def load_digitclutter(path):
@@ -330,11 +328,7 @@ def load_digitclutter(path):
 
     Raises ``CorruptFileError`` if the checksum does not match (truncated or modified file).
     """
-    blob = open(path, "rb").read()
-    data, trailer = blob[:-64], blob[-64:]
-    if len(blob) < 64 or hashlib.sha256(data).hexdigest().encode() != trailer:
-        raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file is truncated or corrupted; "
-                               "delete it and it will be regenerated")
+    data = read_with_trailer(path, "; delete it and it will be regenerated")
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         meta = {k[5:]: z[k] for k in z.files if k.startswith("meta_")}
         return torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), meta, str(z["params"])

@@ -136,12 +136,27 @@ def read_json(path: str | os.PathLike) -> Any:
     return data
 
 
+def atomic_write_with_trailer(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` atomically, followed by its SHA-256 as 64 hex digits: the trailer
+    :func:`read_with_trailer` checks (torch checkpoints and weights, Digitclutter caches)."""
+    return atomic_write_bytes(path, data + _digest(data).encode())
+
+
+def read_with_trailer(path: str | os.PathLike, remedy: str = "") -> bytes:
+    """The payload of a file written by :func:`atomic_write_with_trailer`; ``CorruptFileError`` (with
+    ``remedy`` appended to its message) when the trailer does not match: truncated or modified."""
+    blob = Path(path).read_bytes()
+    data, trailer = blob[:-64], blob[-64:]
+    if len(blob) < 64 or _digest(data).encode() != trailer:
+        raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file is truncated or corrupted{remedy}")
+    return data
+
+
 def atomic_torch_save(path: str | os.PathLike, obj: Any) -> Path:
     """``torch.save`` atomically, followed by a 64-hex-digit SHA-256 trailer checked on load."""
     buf = io.BytesIO()
     torch.save(obj, buf)
-    data = buf.getvalue()
-    return atomic_write_bytes(path, data + _digest(data).encode())
+    return atomic_write_with_trailer(path, buf.getvalue())
 
 
 def torch_load_verified(path: str | os.PathLike, map_location=None) -> Any:
@@ -153,10 +168,7 @@ def torch_load_verified(path: str | os.PathLike, map_location=None) -> Any:
     refused with :class:`UnsafeFileError` and nothing in it runs.
     """
     path = Path(path)
-    blob = path.read_bytes()
-    data, trailer = blob[:-64], blob[-64:]
-    if len(blob) < 64 or _digest(data).encode() != trailer:
-        raise CorruptFileError(f"path={str(path)!r} failed its checksum: the file is truncated or corrupted")
+    data = read_with_trailer(path)
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
