@@ -24,8 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .coupling import GradientCoupling
 from .data import DATASET_SPECS, ImageData
 from .models import ResNetConfig, build_resnet
-from .objectives import task_loss
-from .training import autocast_dtype, channels_last_ok
+from .training import autocast_dtype, channels_last_ok, make_step
 
 RATE = (10e12, 2e12)          # assumed sustained FLOP/s: optimistic, pessimistic (T4, fp16, small convs)
 LAUNCH = (5e-6, 10e-6)        # assumed seconds per kernel launch: optimistic, pessimistic
@@ -46,28 +45,23 @@ class CountOps(TorchDispatchMode):
 
 
 def step_counts(model_cfg: ResNetConfig, batch: int = 128, coupling: float = 0.5) -> tuple[int, int]:
-    """``(FLOPs, ATen ops)`` of one SGD step (autocast, channels-last, coupling) on random 32x32 images."""
+    """``(FLOPs, ATen ops)`` of one SGD step of ``train()`` (its own :func:`itercourse.training.make_step`:
+    autocast, channels-last, coupling) on random 32x32 images on the CPU."""
+    device = torch.device("cpu")
     model = build_resnet(model_cfg, seed=0)
-    layout = torch.channels_last if channels_last_ok(model, torch.device("cpu")) else torch.contiguous_format
+    layout = torch.channels_last if channels_last_ok(model, device) else torch.contiguous_format
     model = model.to(memory_format=layout)                      # as train() lays it out on the CPU
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
-    couple = GradientCoupling(model, coupling)
+    amp = autocast_dtype(device, True)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+    step = make_step(model, opt, scaler, GradientCoupling(model, coupling) if coupling > 0 else None, amp, device)
     x = torch.randn(batch, model_cfg.in_channels, 32, 32).contiguous(memory_format=layout)
     y = torch.randint(0, model_cfg.num_classes, (batch,))
-    amp = autocast_dtype(torch.device("cpu"), True)
-
-    def step():
-        with torch.autocast("cpu", dtype=amp or torch.float32, enabled=amp is not None):
-            loss = task_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        couple.apply()
-        opt.step()
-    step()                                           # warm-up: optimizer state exists from here on
+    step(x, y)                                       # warm-up: optimizer state exists from here on
     with FlopCounterMode(display=False) as flops:
-        step()
+        step(x, y)
     with CountOps() as ops:
-        step()
+        step(x, y)
     return flops.get_total_flops(), ops.n
 
 
