@@ -275,6 +275,42 @@ def _checkpoint_owner(cfg: TrainConfig, model: torch.nn.Module, architecture, da
     return owner
 
 
+def _resume(checkpoint, owner, model, optimizer, scaler, device, cfg: TrainConfig, log) -> tuple:
+    """``(history, first epoch, rng state)`` restored from ``checkpoint`` into ``model``, ``optimizer`` and
+    ``scaler``; a fresh start ``(History(), 0, None)`` when the file is unusable (said in ``log``). A checkpoint
+    of another run (``owner``: recipe, architecture, data) is a ``ValueError``; an unsafe one is refused."""
+    try:
+        state = torch_load_verified(checkpoint, map_location=device)
+    except UnsafeFileError:
+        raise                                   # refused, not silently replaced: the user must look
+    except CorruptFileError as err:
+        log(f"ignoring unusable checkpoint ({err}); starting from scratch")
+    except FileNotFoundError:
+        pass
+    else:
+        stored = state.get("owner")
+        if stored is None and "train_config" in state:      # written before checkpoints had an owner
+            same_shapes = {k: tuple(v.shape) for k, v in state["model"].items()} == \
+                {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            old = state["train_config"]
+            stored = {"train": repr(sorted({**old, "coupling": old.get("coupling") or 0.0}.items())),
+                      "architecture": owner["architecture"] if same_shapes else "other shapes"}
+        if isinstance(stored, dict) and "data" not in stored:     # written before checkpoints owned data
+            stored = {**stored, "data": owner["data"]}
+        if stored != owner:
+            which = "no record of its run" if not isinstance(stored, dict) else " and ".join(
+                k for k in ("train", "architecture", "data") if stored.get(k) != owner[k]) + " differ"
+            raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run ({which}); "
+                             "allowed: a checkpoint written by this TrainConfig, architecture and data. "
+                             "Move or delete it, or pass another checkpoint path")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        log(f"resumed from {checkpoint} after epoch {state['epoch'] + 1}/{cfg.epochs}")
+        return History(**state["history"]), state["epoch"] + 1, state["rng"]
+    return History(), 0, None
+
+
 def make_step(model, optimizer, scaler, coupling, amp_dtype, device, label_smoothing: float = 0.0):
     """One SGD step ``step(x, y) -> (loss, number correct)``, both device tensors (no host read).
 
@@ -382,36 +418,7 @@ def train(model: torch.nn.Module, data, cfg: TrainConfig = TrainConfig(), *, dev
 
     # Phase 0: resume from the last complete epoch, if a checkpoint exists.
     if checkpoint is not None and Path(checkpoint).exists():
-        try:
-            state = torch_load_verified(checkpoint, map_location=device)
-        except UnsafeFileError:
-            raise                                   # refused, not silently replaced: the user must look
-        except CorruptFileError as err:
-            log(f"ignoring unusable checkpoint ({err}); starting from scratch")
-        except FileNotFoundError:
-            pass
-        else:
-            owner, stored = owner_now, state.get("owner")
-            if stored is None and "train_config" in state:      # written before checkpoints had an owner
-                same_shapes = {k: tuple(v.shape) for k, v in state["model"].items()} == \
-                    {k: tuple(v.shape) for k, v in model.state_dict().items()}
-                old = state["train_config"]
-                stored = {"train": repr(sorted({**old, "coupling": old.get("coupling") or 0.0}.items())),
-                          "architecture": owner["architecture"] if same_shapes else "other shapes"}
-            if isinstance(stored, dict) and "data" not in stored:     # written before checkpoints owned data
-                stored = {**stored, "data": owner["data"]}
-            if stored != owner:
-                which = "no record of its run" if not isinstance(stored, dict) else " and ".join(
-                    k for k in ("train", "architecture", "data") if stored.get(k) != owner[k]) + " differ"
-                raise ValueError(f"checkpoint={str(checkpoint)!r} belongs to another run ({which}); "
-                                 "allowed: a checkpoint written by this TrainConfig, architecture and data. "
-                                 "Move or delete it, or pass another checkpoint path")
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scaler.load_state_dict(state["scaler"])
-            rng_state = state["rng"]
-            history, start = History(**state["history"]), state["epoch"] + 1
-            log(f"resumed from {checkpoint} after epoch {state['epoch'] + 1}/{cfg.epochs}")
+        history, start, rng_state = _resume(checkpoint, owner_now, model, optimizer, scaler, device, cfg, log)
 
     # Stochastic layers draw from torch's RNG: seed it from cfg.seed inside a fork,
     # so the caller's random state is untouched and a resumed run continues the same stream.
