@@ -151,7 +151,8 @@ def claim_row(claim: str, comparison: str, metric: str, a, b, want: str, *, min_
     d = difference(a, b)
     row = {"claim": claim, "comparison": comparison, "metric": metric, "want": want, "min_effect": min_effect,
            "margin": margin, "note": note, **d, "p_differs": welch_p(d), "direction": "threshold"}
-    row["p_below_margin"] = min(1.0, 2 * welch_p(d, above=margin)) if want == "none" else float("nan")
+    p_margin = 2 * welch_p(d, above=margin) if want == "none" else float("nan")
+    row["p_below_margin"] = min(1.0, p_margin) if math.isfinite(p_margin) else float("nan")
     return row
 
 
@@ -202,11 +203,11 @@ def judge(rows: list, *, alpha: float = ALPHA) -> list:
                 verdict = "contradicted (it improved)"
             elif p < alpha:
                 verdict = ("supported (it lowered accuracy)" if lowered else
-                           f"supported (a gain of {r['margin']:+.2f} or more excluded)")
+                           f"supported (a gain of {r['margin']:+.2g} or more excluded)")
             elif not math.isfinite(r["high"]):
                 verdict = "not resolved: too few seeds for an interval"
             elif r["high"] < r["margin"]:
-                verdict = (f"not resolved (the 95% CI excludes a gain of {r['margin']:+.2f}, but not after "
+                verdict = (f"not resolved (the 95% CI excludes a gain of {r['margin']:+.2g}, but not after "
                            f"Holm's adjustment for {family} tests)")
             else:
                 verdict = f"not resolved (the 95% CI allows a gain up to {r['high']:+.3f})"
@@ -334,10 +335,17 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
             "final_test_acc", (best, "independent", 0.0), (constrained, "independent", 0.0), "none",
             min_effect_acc, margin_acc)
     for a in arms:
-        for lam in [v for v in (mid, 1.0) if v is not None and any(cell_of(r) == (a, "identical", v)
-                                                                    for r in results)]:
-            add("coupling does not improve accuracy", f"test accuracy, {a}: lambda {lam:g} minus 0, identical init",
-                "final_test_acc", (a, "identical", 0.0), (a, "identical", lam), "none", min_effect_acc, margin_acc)
+        has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
+        for lam in [v for v in (mid, 1.0) if v is not None and has((a, "identical", v))]:
+            if has((a, "identical", 0.0)):      # coupling alone: both sides from identical initial blocks
+                add("coupling does not improve accuracy", f"test accuracy, {a}: lambda {lam:g} minus 0, identical "
+                    "init", "final_test_acc", (a, "identical", 0.0), (a, "identical", lam), "none", min_effect_acc,
+                    margin_acc)
+            elif lam == 1.0 and has((a, "independent", 0.0)):     # a grid of ordinary and recurrent cells only
+                add("a recurrent ResNet is not more accurate than an ordinary one",
+                    f"test accuracy, {a}: recurrent (identical init, lambda 1) minus ordinary (independent init, "
+                    "lambda 0); initialisation and coupling change together", "final_test_acc",
+                    (a, "independent", 0.0), (a, "identical", 1.0), "none", min_effect_acc, margin_acc)
         if any(cell_of(r) == (a, "identical", 0.0) for r in results):
             add("(confound) identical initialisation alone changes accuracy",
                 f"test accuracy, {a}, lambda 0: identical minus independent init",

@@ -311,3 +311,15 @@ def test_a_null_claim_can_exclude_the_margin_alone_but_not_after_holm():
     rows = judge([claim_row("c", "x", "m", a, b, "none", min_effect=0.02, margin=0.02)] + noisy)
     assert rows[0]["high"] < 0.02 and rows[0]["p_holm"] > 0.05 and rows[0]["tests"] == 31
     assert rows[0]["verdict"].startswith("not resolved (the 95% CI excludes a gain of +0.02, but not after Holm")
+
+
+def test_a_grid_of_ordinary_and_recurrent_cells_compares_them_and_says_both_factors_changed():
+    results = [r for r in fabricate(lambda *k: 0.9, lambda *k: 0.1)
+               if (r.config.train.identical_init, r.config.train.coupling) in ((False, 0.0), (True, 1.0))]
+    rows = by_claim(arm_verdicts(results))
+    assert "coupling does not improve accuracy" not in rows                 # no identical-init lambda 0 cell
+    recurrent = rows["a recurrent ResNet is not more accurate than an ordinary one"]
+    assert len(recurrent) == 3 and all("change together" in r["comparison"] for r in recurrent)
+    assert all(r["verdict"].startswith("supported (a gain of +0.02") for r in recurrent)
+    missing = judge([claim_row("c", "x", "m", [], [0.5, 0.6], "none", min_effect=0.02, margin=0.02)])[0]
+    assert missing["verdict"] == "missing runs" and math.isnan(missing["p_holm"])
