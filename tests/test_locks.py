@@ -25,22 +25,16 @@ from itercourse import experiments as ex
 from itercourse import locks
 from itercourse.experiments import ExperimentConfig, Result
 from itercourse.io import atomic_write_json
-from itercourse.models import ResNetConfig
 from itercourse.sweeps import sweep
-from itercourse.training import History, TrainConfig
+from itercourse.training import History
+from test_errors import small_config
 
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:accuracy .* is at or below chance:RuntimeWarning")
 
 
-def tiny(**kw) -> ExperimentConfig:
-    train = kw.pop("train", {})
-    model = kw.pop("model", {})
-    return ExperimentConfig(
-        experiment=kw.pop("experiment", "tiny"), train_size=kw.pop("train_size", 64), test_size=32, index_size=32,
-        model=ResNetConfig(in_channels=1, widths=(4, 8), blocks=(2, 2), branch_norm="none", **model),
-        train=TrainConfig(**{"epochs": 1, "batch_size": 32, "fast": False, "augment": False, **train}), **kw)
+tiny = small_config          # the error tests' small config: 64 images, widths (4, 8), batch 32
 
 
 def fake_result(cfg: ExperimentConfig, acc: float = 0.5) -> Result:
