@@ -25,7 +25,8 @@ or ``max_pairs`` drawn with a seed), reported with its standard error.
 
 Convergence: does the residual stream settle beyond the trained depth? Apply
 the stage's last block ``(F - 1) n`` more times (F = the largest depth
-factor) and watch the *absolute* update sizes, root-mean-square over examples,
+factor, :func:`itercourse.walk.iterate_last_block`) and watch the *absolute*
+update sizes, root-mean-square over examples,
 
     v_t = ||h_{t+1} - h_t||,     rho = (v_e / v_m) ** (1 / (e - m)),     C = clip(1 - rho, 0, 1)
 
@@ -76,9 +77,10 @@ from numbers import Integral
 import torch
 
 from .errors import check_choice, check_int
+from .fixedpoint import relative_update_size, rms_over_examples
 from .lipschitz import block_map_growth
 from .objectives import check_labels, correct_mask, task_loss
-from .walk import check_model, device_of, eval_mode, finish, stage_states
+from .walk import check_model, device_of, eval_mode, finish, iterate_last_block, stage_states
 
 KINDS = ("state", "performance")
 DEPTH_FACTORS = (2, 4)   # extra iterations: the stage is run at 2x and 4x its trained depth
@@ -260,12 +262,12 @@ def _measure(model, loader, *, recurrence: bool, iteration: bool, kind: str = "s
                     for t in range(n):                            # the trained steps
                         step_sq[s][t] += _sq(steps[t])
                         state_sq[s][t] += _sq(hs[t])
-                    h, last, marks = hs[n], st.blocks[n - 1], {f * n: k for k, f in enumerate(measured)}
+                    h, marks = hs[n], {f * n: k for k, f in enumerate(measured)}
                     if growth[s] is None:                         # the linearised block map at h_n
-                        growth[s] = block_map_growth(last, h[:GROWTH_EXAMPLES], n_iter=GROWTH_ITERATIONS,
-                                                     seed=seed + s)
-                    for t in range(n, F * n):                     # extra steps of the last block
-                        h_next = last(h)
+                        growth[s] = block_map_growth(st.blocks[n - 1], h[:GROWTH_EXAMPLES],
+                                                     n_iter=GROWTH_ITERATIONS, seed=seed + s)
+                    extra = iterate_last_block(st, h, (F - 1) * n)  # h_{n+1} .. h_{Fn}, one at a time
+                    for t, h_next in enumerate(extra, start=n):   # extra steps of the last block
                         step_sq[s][t] += _sq(h_next - h)
                         state_sq[s][t] += _sq(h)
                         h = h_next
@@ -340,10 +342,9 @@ def late_rate(v: list, n: int, floor: float) -> float:
 
 
 def _convergence_stage(step_sq: list, state_sq: list, n: int, F: int, count: int) -> dict:
-    rms = lambda a: math.sqrt(a / count) if math.isfinite(a) else math.inf   # noqa: E731
-    v = [rms(a) for a in step_sq]                           # absolute update sizes, t = 0 .. Fn-1
-    norms = [rms(a) for a in state_sq]                      # ||h_t||, t = 0 .. Fn
-    u = [(x / h if h > 0 else (0.0 if x == 0 else math.inf)) for x, h in zip(v, norms)]
+    v = [rms_over_examples(a, count) for a in step_sq]      # absolute update sizes, t = 0 .. Fn-1
+    norms = [rms_over_examples(a, count) for a in state_sq]  # ||h_t||, t = 0 .. Fn
+    u = [relative_update_size(x, h) for x, h in zip(v, norms)]   # u_t = v_t / ||h_t||, both RMS
     rate = late_rate(v, n, SETTLED * norms[n]) if math.isfinite(norms[n]) else math.inf
     c = min(1.0, max(0.0, 1.0 - rate)) if math.isfinite(rate) else 0.0
     end, ref = norms[F * n], norms[n]
@@ -466,7 +467,8 @@ def convergence_index(model, loader, *, depth_factors=DEPTH_FACTORS, device=None
     ``rho = q``); ``rho >= 1`` (C = 0): they stay as large or grow. Stream
     overflow gives C = 0; a stream already still at the trained depth gives
     C = 1. Returns ``index`` (mean over stages) and ``per_stage`` (``convergence``,
-    ``rate``, ``step_sizes`` v_t, ``update_sizes`` v_t / ||h_t||, ``state_norms``,
+    ``rate``, ``step_sizes`` v_t, ``update_sizes`` u_t = v_t / ||h_t|| (a ratio of RMS
+    values, :func:`itercourse.fixedpoint.relative_update_size`), ``state_norms``,
     ``stream_growth``, ``jacobian_growth``). Our operationalisation (version 2)
     of Lippl et al.'s (2021) convergence property.
     """

@@ -38,6 +38,7 @@ each relative step, ``||F(h)|| <= ||F(0)|| + c ||h||``.
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -45,9 +46,9 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .errors import check_choice, check_positive, check_positive_int
-from .fixedpoint import FixedPointResult, fixed_point_iteration
+from .fixedpoint import FixedPointResult, fixed_point_iteration, relative_update_size, rms_over_examples
 from .opnorm import conv_adjoint, conv_apply, conv_geometry, conv_operator_norm, unit_vectors
-from .walk import eval_mode, stage_states, unrolled
+from .walk import eval_mode, iterate_last_block, stage_states
 
 FLAVOURS = ("operator", "reshaped")
 _UNIT_LIP = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Identity, nn.Dropout)  # 1-Lipschitz (LeakyReLU if |slope| <= 1)
@@ -405,25 +406,30 @@ def unroll_curves(model, x, *, extra: int, stage: int = -1) -> dict:
 
         h_{t+1} = B_{n-1}(h_t),  t = 0 .. extra - 1,  h_0 = the stage's trained output
 
-    Returns per step t: ``update`` = ||h_{t+1} - h_t|| / ||h_t|| (root mean square
-    over examples), ``growth`` = mean ||h_{t+1}|| / ||h_t||, and ``turn`` = mean
+    Returns per step t: ``update`` = the relative update size
+    ``||h_{t+1} - h_t||_rms / ||h_t||_rms``, root mean squares over the examples
+    (:func:`itercourse.fixedpoint.relative_update_size`, the convergence index's
+    ``update_sizes``), ``growth`` = mean ||h_{t+1}|| / ||h_t||, and ``turn`` = mean
     1 - cos(h_t, h_{t+1}) (how much the state's direction still changes); NaN once
     a state has collapsed to zero (1e-20 of the start) or overflowed.
-    Runs the stage on the schedule ``unrolled(n, extra)`` (eval mode).
+    The iteration is :func:`itercourse.walk.iterate_last_block` (eval mode).
     """
     s = stage % len(model.stages)
-    n = len(model.stages[s].blocks)
     with eval_mode(model):
-        traj = stage_states(model, x, {s: unrolled(n, extra)}, upto=s)[s][n:]     # h_n .. h_{n+extra}
+        h = stage_states(model, x, upto=s)[s][-1]                           # h_n, the trained output
+        traj = [h, *iterate_last_block(model.stages[s], h, extra)]         # h_n .. h_{n+extra}
     flat = [t.flatten(1).double() for t in traj]                        # (B, D) each
     norms = [f.norm(dim=1) for f in flat]
     floor = 1e-20 * float(norms[0].max())    # below this the state is zero to float32 precision: stop the curves
+    count = len(norms[0])
     update, growth, turn = [], [], []
     for a, b, na, nb in zip(flat, flat[1:], norms, norms[1:]):
         if float(na.min()) < floor:
             update.append(float("nan")), growth.append(float("nan")), turn.append(float("nan"))
             continue
-        update.append(float((((b - a).norm(dim=1) / na) ** 2).mean().sqrt()))
+        v = rms_over_examples(float((b - a).norm(dim=1).pow(2).sum()), count)     # ||h_{t+1} - h_t||_rms
+        r = rms_over_examples(float(na.pow(2).sum()), count)                     # ||h_t||_rms
+        update.append(relative_update_size(v, r) if math.isfinite(r) else float("nan"))
         growth.append(float((nb / na).mean()))
         turn.append(float((1 - (a * b).sum(1) / (na * nb)).mean()))
     return {"update": update, "growth": growth, "turn": turn}

@@ -39,7 +39,7 @@ import torch
 from .errors import check_choice, check_int, check_positive, check_range
 from .objectives import check_labels, correct_mask, flip_margin, task_loss
 from .training import evaluate
-from .walk import check_model, device_of, eval_mode, finish, stage_states, without
+from .walk import check_model, device_of, eval_mode, finish, iterate_last_block, stage_states, without
 
 COMPARISONS = ("unroll", "last_block")
 MAX_EXTRA_STEPS = 10_000     # extra block applications an unrolling may ask for (each is a forward pass)
@@ -266,6 +266,9 @@ def norm_ratios(model, x: torch.Tensor) -> PerBlock:
     Jastrzębski et al. (2018): large ratios (the paper sees up to ~2
     in the first blocks) mean the block changes the representation; small
     ratios in higher blocks mean it only refines it. A zero state gives inf.
+    The mean of the per-example ratios, as in the paper: not the relative update
+    size ``||Δ||_rms / ||h||_rms`` of the iteration beyond the trained depth
+    (:func:`itercourse.fixedpoint.relative_update_size`).
     """
     check_model(model)
     _check_batch(x, need_y=False)
@@ -316,10 +319,11 @@ def drop_block_accuracy(model, loader) -> DropBlockResult:
 def _unrolled_logits(model, x: torch.Tensor, stage: int, steps: tuple, scale: float):
     """For each k in ``steps`` (sorted): (logits, per-example ||h||) after k extra scaled steps."""
     h = stage_states(model, x, upto=stage)[-1][-1]          # the trained schedule
-    block, k, out = model.stages[stage].blocks[-1], 0, []
+    extra = iterate_last_block(model.stages[stage], h, steps[-1], scale=scale)   # h <- h + scale * Δ(h)
+    k, out = 0, []
     for target in steps:
         while k < target:
-            h = h + scale * (block(h) - h)                  # h <- h + scale * Δ(h)
+            h = next(extra)
             k += 1
         out.append((finish(model, h, stage), _per_example_norm(h)))
     return out

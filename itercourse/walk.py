@@ -10,16 +10,20 @@ A *schedule* is the list of block indices a stage runs. The trained network
 runs ``range(n)``; :func:`without` drops one block (Jastrzębski et al. 2018,
 Sec. 4.3; Veit et al. 2016) and :func:`unrolled` applies the last block ``k``
 more times (Jastrzębski et al. Sec. 4.4; the convergence and divergence
-indices of Lippl et al. 2021). Any module with ``stem``, ``stages`` (each a
-:class:`Stage`, or anything with ``transition`` and ``blocks``) and ``readout``
-follows the contract: :func:`itercourse.models.build_resnet`'s networks, the
-toys of :mod:`itercourse.toys` and torchvision ResNets adapted by
+indices of Lippl et al. 2021). The measurements that iterate the last block
+beyond the trained depth (the indices, the unrolling of chapters 2 and 5) run
+that iteration through :func:`iterate_last_block`, one state at a time. Any
+module with ``stem``, ``stages`` (each a :class:`Stage`, or anything with
+``transition`` and ``blocks``) and ``readout`` follows the contract:
+:func:`itercourse.models.build_resnet`'s networks, the toys of
+:mod:`itercourse.toys` and torchvision ResNets adapted by
 :func:`itercourse.adapters.from_torchvision`.
 """
 from __future__ import annotations
 
 import contextlib
 import itertools
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -28,6 +32,24 @@ from torch import nn
 def unrolled(n: int, k: int) -> list[int]:
     """The schedule of ``n`` trained blocks followed by ``k`` extra applications of the last one."""
     return list(range(n)) + [n - 1] * k
+
+
+def iterate_last_block(stage, h: torch.Tensor, k: int, *,
+                       scale: float | None = None) -> Iterator[torch.Tensor]:
+    """The states ``h_{n+1} .. h_{n+k}``: a stage's last block applied ``k`` more times to its output ``h = h_n``.
+
+        h_{t+1} = B_{n-1}(h_t)                               scale=None: the block itself
+        h_{t+1} = h_t + scale * (B_{n-1}(h_t) - h_t)         a scaled step, h <- h + scale * Δ(h)
+
+    ``scale=None`` gives the states of the schedule :func:`unrolled` ``(n, k)``
+    (``scale=1.0`` gives the same up to float rounding). A generator: it holds
+    one state at a time, so a stage iterated to many times its depth costs the
+    memory of one state. Source: Jastrzębski et al. (2018), Sec. 4.4.
+    """
+    block = stage.blocks[-1]
+    for _ in range(k):
+        h = block(h) if scale is None else h + scale * (block(h) - h)
+        yield h
 
 
 def depth_schedule(n: int, t: int) -> list[int]:

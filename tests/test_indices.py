@@ -10,7 +10,9 @@ from itercourse.blocks import ResidualUnit
 from itercourse.indices import (chance_accuracy, convergence_index, divergence_index, evaluation_cost,
                                 iterative_convergence_indices, recurrence_index, sample_pairs)
 from itercourse.models import ResNetConfig, build_resnet
+from itercourse.lipschitz import unroll_curves
 from itercourse.toys import make_validation_system
+from itercourse.walk import Stage
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(3, 3), input_size=12)
@@ -322,3 +324,46 @@ def test_block_map_growth_is_one_plus_c_for_a_scaled_identity_branch():
 
     growth = block_map_growth(Scaled(), torch.randn(8, 4, 5, 5))
     assert growth["median"] == pytest.approx(1.3, rel=1e-5) and growth["max"] == pytest.approx(1.3, rel=1e-5)
+
+
+class _LinearContraction(torch.nn.Module):
+    """Every block is h -> q h (stage contract: stem, stages, readout): the relative update is 1 - q."""
+
+    def __init__(self, q: float, n: int = 2):
+        super().__init__()
+        self.q = q
+        self.stem = torch.nn.Identity()
+        self.stages = torch.nn.ModuleList([Stage(None, [_Times(q) for _ in range(n)])])
+        self.readout = torch.nn.Linear(3, 2)
+
+
+class _Times(torch.nn.Module):
+    def __init__(self, q: float):
+        super().__init__()
+        self.q = q
+
+    def forward(self, h):
+        return self.q * h
+
+
+@pytest.mark.parametrize("q", [0.5, 0.75])
+def test_both_callers_give_one_minus_q_on_a_linear_contraction(q):
+    """The one definition of the relative update size, through the indices and through unroll_curves."""
+    model = _LinearContraction(q)
+    x = torch.tensor([[1.0, 2.0, 2.0], [3.0, 0.0, 4.0], [0.0, 0.0, 8.0], [2.0, 1.0, 2.0]])   # integer states
+    res = quiet(iterative_convergence_indices, model, [(x, torch.tensor([0, 1, 0, 1]))], depth_factors=(4,))
+    u = res["per_stage"][0]["update_sizes"]
+    assert len(u) == 8 and u == [1 - q] * 8                                   # the trained steps and the extra ones
+    assert unroll_curves(model, x, extra=6)["update"] == [1 - q] * 6
+
+
+def test_indices_and_unroll_curves_measure_the_same_update_size():
+    """On a network's own trajectory beyond depth n: the indices' u_t for t >= n is unroll_curves' update."""
+    model = build_resnet(ResNetConfig(**TINY), seed=0)
+    with torch.no_grad():
+        model.train()(torch.randn(32, 1, 12, 12, generator=torch.Generator().manual_seed(3)))   # BN statistics
+    loader = image_loader(batches=1, size=16)
+    res = quiet(iterative_convergence_indices, model, loader, depth_factors=(3,))
+    for s, n in enumerate(TINY["blocks"]):
+        curves = unroll_curves(model, loader[0][0], extra=2 * n, stage=s)
+        assert res["per_stage"][s]["update_sizes"][n:] == pytest.approx(curves["update"], rel=1e-5)

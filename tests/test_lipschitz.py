@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from itercourse.fixedpoint import FixedPointResult, fixed_point_iteration
+from itercourse.fixedpoint import FixedPointResult, fixed_point_iteration, relative_update_size, rms_over_examples
 from itercourse.lipschitz import (apply_spectral_norm, branch_lipschitz_bound, branch_lipschitz_estimate,
                                   branch_lipschitz_report, invert_residual)
 from itercourse.opnorm import (conv_adjoint, conv_apply, conv_geometry, conv_operator_norm, conv_operator_norm_fft,
@@ -225,6 +225,24 @@ def test_fixed_point_iteration_on_known_maps():
     assert all(r == pytest.approx(0.5, rel=1e-3) for r in ratios)
     expansion = fixed_point_iteration(lambda x: 2.0 * x + 1.0, torch.zeros(3), max_iter=50)
     assert not expansion.converged and expansion.residuals[-1] > 1e10
+
+
+@pytest.mark.parametrize("q", [0.5, 0.75, 0.9])
+def test_relative_update_size_of_a_linear_contraction_is_one_minus_q(q):
+    """h -> q h moves every example by (1 - q) ||h||: u = 1 - q, exactly where q and 1 - q are powers of two."""
+    h = torch.tensor([[1.0, 2.0, 2.0], [3.0, 0.0, 4.0], [0.0, 0.0, 8.0]], dtype=torch.float64)   # norms 3, 5, 8
+    sq = lambda t: float(t.norm(dim=1).pow(2).sum())                                       # noqa: E731
+    u = relative_update_size(rms_over_examples(sq(q * h - h), 3), rms_over_examples(sq(h), 3))
+    assert u == 1 - q if q in (0.5, 0.75) else u == pytest.approx(1 - q, rel=1e-15)
+
+
+def test_relative_update_size_is_a_ratio_of_rms_values_not_the_rms_of_ratios():
+    """Two examples, one (norm 1) moved by 1, one (norm 3) not moved: sqrt(1 / 10), not sqrt(1 / 2)."""
+    step = rms_over_examples(1.0 ** 2 + 0.0 ** 2, 2)
+    state = rms_over_examples(1.0 ** 2 + 3.0 ** 2, 2)
+    assert relative_update_size(step, state) == pytest.approx(0.1 ** 0.5, rel=1e-15)
+    assert relative_update_size(0.0, 0.0) == 0.0 and relative_update_size(1.0, 0.0) == float("inf")
+    assert rms_over_examples(float("inf"), 2) == float("inf")
 
 
 def test_normalised_contractive_block_iterates_to_a_unique_fixed_point():

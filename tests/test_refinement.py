@@ -13,6 +13,7 @@ from itercourse.refinement import (PerBlock, borderline_examples, drop_block_acc
 from itercourse.toys import QuadraticGradientBlocks, expected_alignment, expected_norm_ratios, quadratic_loss
 from itercourse.objectives import correct_mask, flip_margin, task_loss
 from itercourse.training import evaluate
+from itercourse.walk import eval_mode, iterate_last_block, stage_states
 
 torch.set_num_threads(1)
 TINY = dict(in_channels=1, widths=(4, 8), blocks=(2, 3), input_size=12)
@@ -377,3 +378,16 @@ def test_report_figures_and_explorer():
     plt.close("all")
     with pytest.raises(ValueError, match="reports"):
         refinement_explorer({})
+
+
+def test_unrolling_runs_the_walks_one_iteration_of_the_last_block():
+    """unroll_accuracy's states are those of itercourse.walk.iterate_last_block, bit for bit (plain and scaled)."""
+    model = _trained_ish(TINY)
+    x, y = _batch(8, seed=5)
+    for scale in (1.0, 0.3):
+        res = unroll_accuracy(model, [(x, y)], (0, 2, 5), scale)
+        with torch.no_grad(), eval_mode(model):
+            h = stage_states(model, x)[-1][-1]
+            states = [h] + list(iterate_last_block(model.stages[-1], h, 5, scale=scale))
+        norms = [float(states[k].flatten(1).double().norm(dim=1).sum()) / 8 for k in (0, 2, 5)]
+        assert list(res.state_norm) == norms

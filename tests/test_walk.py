@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.walk import check_model, device_of, eval_mode, finish, stage_states, unrolled, without
+from itercourse.walk import (check_model, device_of, eval_mode, finish, iterate_last_block, stage_states,
+                             unrolled, without)
 
 torch.set_num_threads(1)
 CFG = ResNetConfig(in_channels=1, widths=(4, 8), blocks=(3, 2), input_size=8)
@@ -50,3 +51,23 @@ def test_contract_check_and_device():
     check_model(model, every_stage=True)
     assert device_of(model) == torch.device("cpu")
     assert device_of(torch.nn.ReLU()) == torch.device("cpu")
+
+
+def test_iterating_the_last_block_is_the_unrolled_schedule_and_its_scaled_step():
+    """The one iteration beyond the trained depth: the states of the schedule unrolled(n, k), bit for bit."""
+    model = build_resnet(CFG, seed=0).eval()
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        for s, n in enumerate((3, 2)):
+            by_schedule = stage_states(model, x, {s: unrolled(n, 4)}, upto=s)[s]       # h_0 .. h_{n+4}
+            extra = iterate_last_block(model.stages[s], by_schedule[n], 4)
+            assert not isinstance(extra, list)                                      # a generator: one state at a time
+            states = list(extra)
+            assert len(states) == 4
+            assert all(torch.equal(a, b) for a, b in zip(states, by_schedule[n + 1:]))
+        h, last = stage_states(model, x)[1][-1], model.stages[1].blocks[-1]
+        scaled = list(iterate_last_block(model.stages[1], h, 3, scale=0.25))
+        for got in scaled:
+            h = h + 0.25 * (last(h) - h)                                           # h <- h + scale * Δ(h)
+            assert torch.equal(got, h)
+        assert list(iterate_last_block(model.stages[1], h, 0)) == []
