@@ -13,6 +13,7 @@ import copy
 import yaml
 
 from .data import DATASET_SPECS
+from .errors import check_choice
 
 
 def grid_yaml(name: str) -> str:
@@ -176,8 +177,61 @@ def _preset_arms_lr(scale: str = "cpu") -> dict:
                 experiment="digitclutter_arms_lr" + ("" if scale == "cpu" else f"_{scale}"),
                 val_size=1_000 if scale == "cpu" else 64)
     arms = [*copy.deepcopy(ARMS).values(), dict(TRUE_TWIN)]
-    spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"][:2], "arm": arms, "train.lr": list(LR_GRID),
+    rates = list(LR_GRID) if scale != "smoke" else LR_GRID[1::2]     # smoke: three rates keep it in seconds
+    spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"][:2], "arm": arms, "train.lr": rates,
                     "coupling": [0.0], "train.identical_init": [False]}
+    return spec
+
+
+# Issue 23: the arms grid that the verdicts rest on. Each arm trains at the rate that won the
+# learning-rate grid above on validation images (itercourse.tuning.choose_rates over
+# results/digitclutter_arms_lr, 2 seeds; tests/test_tuning.py checks these values against it).
+TUNED_LR = {"conventional": None, "norm-free": None, "constrained": None, "constrained, zero init": None}
+ARMS_TUNED_EPOCHS = {"cpu": 32, "smoke": 1}
+ARMS_TUNED_SEEDS = {"cpu": dict(accuracy=[0, 1, 2, 3, 4], budget=[0, 1, 2], recurrence=[0, 1, 2]),
+                    "smoke": dict(accuracy=[0], budget=[0], recurrence=[0])}
+
+
+def _tuned_bundles(names) -> list:
+    """The arms called ``names``, each with its tuned peak learning rate."""
+    every = {**copy.deepcopy(ARMS), "constrained, zero init": dict(TRUE_TWIN)}
+    return [{**every[n], "train.lr": TUNED_LR[n]} for n in names]
+
+
+def _preset_arms_tuned(scale: str = "cpu", *, part: str = "all") -> dict:
+    # The recipe of the arms grid (5,000 images, batch 64, cosine) at 32 epochs, not 16: at 16 epochs
+    # the constrained arms were still far from fitting their training images at every rate tried (see
+    # results/digitclutter_arms_lr), and a 32-epoch pilot of the old grid moved test accuracy by
+    # +0.024, above the minimum effect. The rates were tuned at 16 epochs and are used at 32; the
+    # budget test checks the budget, not the rate.
+    #   Cells: each arm's ordinary cell with 5 seeds (the accuracy verdicts use them) and, seeds 0-2,
+    # at twice the epochs (the budget test); per arm the cells from identical initialisation, lambda 0
+    # and 1 with 5 seeds (the accuracy rows for initialisation and coupling), lambda 0.5 with 3
+    # (recurrence rows only). The true twin has only ordinary cells: it answers "what does the
+    # constraint alone cost?", not the coupling questions. ``part="ordinary"`` is the ordinary cells
+    # alone (the same experiment and run ids), run first so that a failing budget shows early.
+    check_choice("part", part, ("all", "ordinary"))
+    epochs, seeds = ARMS_TUNED_EPOCHS[scale], ARMS_TUNED_SEEDS[scale]
+    spec = _on_arms_recipe(scale, "digitclutter_arms_tuned",
+                           "Chapter 7: the arms grid for the verdicts: each arm at its tuned learning rate, "
+                           "5 seeds for accuracy, the ordinary cells also at twice the epochs, the true twin")
+    if part == "ordinary":
+        spec["description"] += " (its ordinary cells only: the budget test first)"
+    spec["train"]["epochs"] = epochs
+    spec["val_size"] = 1_000 if scale == "cpu" else 64
+    every = ["constrained", "constrained, zero init", "conventional", "norm-free"]
+    coupled = ["conventional", "norm-free", "constrained"]
+    ordinary = {"coupling": [0.0], "train.identical_init": [False]}
+    spec["grid"] = [
+        {"seed": seeds["accuracy"], "arm": _tuned_bundles(every), **ordinary},
+        {"seed": seeds["budget"], "arm": _tuned_bundles(every), "train.epochs": [2 * epochs], **ordinary},
+    ]
+    if part == "all":
+        spec["grid"] += [
+            {"seed": seeds["accuracy"], "arm": _tuned_bundles(coupled), "coupling": [0.0, 1.0],
+             "train.identical_init": [True]},
+            {"seed": seeds["recurrence"], "arm": _tuned_bundles(coupled), "coupling": [0.5],
+             "train.identical_init": [True]}]
     return spec
 
 
@@ -282,6 +336,9 @@ PRESETS = {
     "digitclutter_arms_weights": _preset_arms_weights,
     "digitclutter_arms_lr": _preset_arms_lr,
     "digitclutter_arms_lr_smoke": lambda: _preset_arms_lr("smoke"),
+    "digitclutter_arms_tuned": _preset_arms_tuned,
+    "digitclutter_arms_tuned_ordinary": lambda: _preset_arms_tuned(part="ordinary"),
+    "digitclutter_arms_tuned_smoke": lambda: _preset_arms_tuned("smoke"),
     "digitclutter_arms_weights_smoke": lambda: _preset_arms_weights("smoke"),
     "smoke": _preset_smoke,
     "mnist": lambda: _preset_gpu("mnist"),

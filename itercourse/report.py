@@ -272,69 +272,9 @@ def grid_table(results, metrics=("final_test_acc",) + INDEX_KEYS) -> MarkdownTex
 
 # ---------------------------------------------------------------- chapter 2: Jastrzębski et al.'s claims
 
-def reproduction_verdict(ok) -> str:
-    """``"reproduced"``, ``"not reproduced"`` or (``ok=None``) ``"not tested"``."""
-    return "not tested" if ok is None else "reproduced" if ok else "not reproduced"
-
-
 def rank_corr(values) -> float:
     """Spearman correlation between position and value (no ties): negative = falling with depth."""
     r = np.argsort(np.argsort(values))
     return float(np.corrcoef(np.arange(len(values)), r)[0, 1])
 
 
-def sign_test_p(fixed: int, broken: int) -> float:
-    """Two-sided sign test on the examples that changed: P(at least this lopsided | fixed, broken equally likely)."""
-    n, k = fixed + broken, min(fixed, broken)
-    return 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, j) for j in range(k + 1)) / 2 ** n)
-
-
-def refinement_claims(reports: list) -> list[tuple]:
-    """Jastrzębski et al.'s (2018) findings checked on chapter 2's networks, one row per claim.
-
-    ``reports``: :func:`itercourse.refinement.refinement_report` dicts of the
-    networks (their ``borderline[1]`` is the scaled unrolling). Each row is
-    (claim with our criterion, what the paper reports, what we measure, verdict).
-    """
-    claims = []
-    cos_all = [rep["alignment"] for rep in reports]
-    neg = [sum(v < 0 for v in c.values) for c in cos_all]
-    claims.append(("cosine negative for every block", "yes (all blocks, ResNet-110)",
-                   "; ".join(f"{k}/{len(c)} negative" for k, c in zip(neg, cos_all)),
-                   reproduction_verdict(all(k == len(c) for k, c in zip(neg, cos_all)))))
-    last_vs_first = [(np.mean(c.per_stage()[-1]), np.mean(c.per_stage()[0])) for c in cos_all]
-    claims.append(("cosine most negative in the higher blocks (mean over last stage < over first stage)",
-                   "yes; last block near -0.1", "; ".join(f"{a:+.3f} vs {b:+.3f}" for a, b in last_vs_first),
-                   reproduction_verdict(all(a < b for a, b in last_vs_first))))
-    ratios = [rep["norm_ratio"].values for rep in reports]
-    corr = [rank_corr(r) for r in ratios]
-    claims.append(("norm ratio largest in the first blocks and falling with depth (first > last, rank corr. < 0)",
-                   "up to ~2 in the first blocks, then falling",
-                   "; ".join(f"{r[0]:.2f} -> {r[-1]:.2f}, corr {c:+.2f}" for r, c in zip(ratios, corr)),
-                   reproduction_verdict(all(r[0] > r[-1] and c < 0 for r, c in zip(ratios, corr)))))
-    costs = [rep["drop"].acc_cost.values for rep in reports]
-    claims.append(("dropping the first block costs the most accuracy", "catastrophic",
-                   "; ".join(f"first {c[0]:+.3f}, worst other {max(c[1:]):+.3f}" for c in costs),
-                   reproduction_verdict(all(int(np.argmax(c)) == 0 for c in costs))))
-    last_stage = [[c for c, s in zip(rep["drop"].acc_cost.values, rep["drop"].acc.stage)
-                   if s == max(rep["drop"].acc.stage)] for rep in reports]
-    cheap = [np.median(ls) < 0.25 * c[0] for ls, c in zip(last_stage, costs)]
-    claims.append(("dropping a higher block costs little (median cost in the last stage < 1/4 of the first block's)",
-                   "little", "; ".join(f"median {np.median(ls):+.3f}" for ls in last_stage),
-                   reproduction_verdict(all(cheap))))
-    unrolls = [rep["unroll"] for rep in reports]
-    k = max(unrolls[0][0].extra_steps)
-    growth = [[u.state_norm[-1] / u.state_norm[0] for u in us] for us in unrolls]   # [plain, scaled] per network
-    claims.append((f"unrolled plainly, activations explode ({k} extra steps: norm grows > 2x; scaled grows less)",
-                   "explode unless the block output is scaled",
-                   "; ".join(f"plain x{g[0]:.3g}, scaled x{g[1]:.3g}" for g in growth),
-                   reproduction_verdict(all(g[0] > 2 and g[1] < g[0] for g in growth))))
-    bl = [rep["borderline"][1] for rep in reports]                                   # the scaled unrolling
-    fixed, broken, n_b = sum(b.fixed for b in bl), sum(b.broken for b in bl), sum(b.n_borderline for b in bl)
-    p = sign_test_p(fixed, broken)
-    claims.append(("scaled unrolling improves borderline examples (fixed > broken, sign test p < 0.05)",
-                   "43% -> 53% of ~51 images (20 steps, 4 runs)",
-                   f"n = {n_b}; " + "; ".join(f"{b.acc_before:.2f} -> {b.acc_after:.2f}" for b in bl)
-                   + f"; fixed {fixed}, broken {broken}, p = {p:.2g}",
-                   reproduction_verdict(None if n_b < 10 else fixed > broken and p < 0.05)))
-    return claims

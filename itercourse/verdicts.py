@@ -1,4 +1,4 @@
-"""Every chapter's verdicts on the papers' claims, under one rule (chapters 1, 6, 7 and 8).
+"""Every chapter's verdicts on the papers' claims, under one rule (chapters 1, 2, 6, 7 and 8).
 
 **The rule.** A claim compares two groups of runs, each the seeds of one cell:
 ``diff = mean(B) - mean(A)`` with its Welch 95% confidence interval and ``n``
@@ -65,11 +65,12 @@ import numpy as np
 
 from .errors import check_choice, check_int
 from .indices import CONVERGENT_D, INDICES_VERSION, RATE_MAX, is_convergent
-from .report import (constraint_of, coupling_of, holm, markdown_table, mean_spread, metric_of, t_quantile, welch_ci,
-                     welch_p)
+from .report import (constraint_of, coupling_of, holm, markdown_table, mean_spread, metric_of, rank_corr, t_quantile,
+                     welch_ci, welch_p)
 
 ARMS = ("conventional", "norm-free", "constrained", "no-BN, He init", "constrained, zero init")
-CONSTRAINED_ARMS = ("constrained", "constrained, zero init")
+TRUE_TWIN_ARM = "constrained, zero init"   # the norm-free arm plus the bound and nothing else
+CONSTRAINED_ARMS = ("constrained", TRUE_TWIN_ARM)
 ALPHA = 0.05                 # family-wise error rate of one table (Holm)
 MIN_EFFECT_ACC = 0.02        # accuracy: a direction needs at least 2 points
 MIN_EFFECT_INDEX = 0.05      # indices (range about 0..1)
@@ -334,6 +335,12 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
             f"test accuracy, {constrained} minus the best unconstrained arm ({best}); ordinary cells",
             "final_test_acc", (best, "independent", 0.0), (constrained, "independent", 0.0), "none",
             min_effect_acc, margin_acc)
+    alone = TRUE_TWIN_ARM in arms and "norm-free" in arms and constrained != TRUE_TWIN_ARM
+    if alone:
+        add("the Lipschitz constraint alone does not improve accuracy",
+            f"test accuracy, {TRUE_TWIN_ARM} minus norm-free (one factor: the bound); ordinary cells",
+            "final_test_acc", ("norm-free", "independent", 0.0), (TRUE_TWIN_ARM, "independent", 0.0), "none",
+            min_effect_acc, margin_acc)
     for a in arms:
         has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
         for lam in [v for v in (mid, 1.0) if v is not None and has((a, "identical", v))]:
@@ -367,17 +374,20 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
             f"convergence criterion, {constrained} against {twin}; ordinary cells", "rate, divergence", n_con,
             "not judged: these results carry the version-1 indices (chapter 6)"))
     elif twin is not None and constrained in arms:
-        for metric in ("convergence", "divergence"):
-            add("the Lipschitz constraint makes ResNets convergent",
-                f"{metric}, {constrained} minus {twin}; ordinary cells", metric,
-                (twin, "independent", 0.0), (constrained, "independent", 0.0), "up", min_effect_index)
+        pairs = [(twin, constrained)] + ([("norm-free", TRUE_TWIN_ARM)] if alone else [])
+        for base, bound in pairs:
+            for metric in ("convergence", "divergence"):
+                add("the Lipschitz constraint makes ResNets convergent",
+                    f"{metric}, {bound} minus {base}; ordinary cells", metric,
+                    (base, "independent", 0.0), (bound, "independent", 0.0), "up", min_effect_index)
+                rows[-1]["bound_arm"] = bound
     judge(rows)
     if calibrated(results) and twin is not None and constrained in arms:
-        k, n = convergent_count(results, (constrained, "independent", 0.0))
         for r in rows:
-            if r["claim"] == "the Lipschitz constraint makes ResNets convergent" and \
-                    r["verdict"].startswith("supported") and not (n and k > n / 2):
-                r["verdict"] = f"direction only: {k} of {n} constrained networks convergent"
+            if "bound_arm" in r and r["verdict"].startswith("supported"):
+                k, n = convergent_count(results, (r["bound_arm"], "independent", 0.0))
+                if not (n and k > n / 2):
+                    r["verdict"] = f"direction only: {k} of {n} constrained networks convergent"
     rows += convergence_rows
     k, n = convergent_count(results)
     per_arm = [f"{a}: {_count_text(convergent_count([r for r in results if arm_of(r) == a]))}" for a in arms]
@@ -403,6 +413,33 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
         "missing runs" if not rec else "not judged: version-1 indices" if passing is None else
         "supported" if low and passing == 0 else "contradicted" if high or passing else "not resolved at our scale"))
     return budget + rows
+
+
+def accuracy_decomposition(results) -> list[dict]:
+    """Where the constrained arms' accuracy gap to batch norm comes from, one step per factor (ordinary cells).
+
+    Rows (each ``difference``: B minus A with its Welch 95% CI and n, descriptive: no verdict, no Holm):
+    removing batch norm (conventional -> norm-free: no BN, zero-initialised branches, the arm's own
+    rate), adding the bound (norm-free -> its true twin), the two together (conventional -> twin), and
+    what separates the constrained arm from the twin (default instead of zero initialisation, and its
+    own rate). Steps whose arms are missing are left out.
+    """
+    steps = [("removing batch norm", "conventional", "norm-free"),
+             ("adding the bound", "norm-free", TRUE_TWIN_ARM),
+             ("both together", "conventional", TRUE_TWIN_ARM),
+             ("default instead of zero init (constrained arm)", TRUE_TWIN_ARM, "constrained")]
+    rows = []
+    for step, a, b in steps:
+        va, vb = (values(results, "final_test_acc", (arm, "independent", 0.0)) for arm in (a, b))
+        if va and vb:
+            rows.append({"step": step, "from": a, "to": b, **difference(va, vb)})
+    return rows
+
+
+def decomposition_table(rows) -> str:
+    """:func:`accuracy_decomposition` as a markdown table."""
+    return markdown_table(["step", "from", "to", "test accuracy change [95% CI]", "n"],
+                          [(r["step"], r["from"], r["to"], _ci_text(r), f"{r['n_a']} vs {r['n_b']}") for r in rows])
 
 
 def grid_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
@@ -492,6 +529,11 @@ def cell_table(results, metrics=("final_test_acc", "final_train_acc", "recurrenc
 
 # ---------------------------------------------------------------- chapter 1: He et al.'s orderings
 
+def reproduction_verdict(ok) -> str:
+    """``"reproduced"``, ``"not reproduced"`` or (``ok=None``, the experiment was not run) ``"not tested"``."""
+    return "not tested" if ok is None else "reproduced" if ok else "not reproduced"
+
+
 _REPRODUCED = {"supported": "reproduced", "contradicted": "not reproduced",
                "not resolved at our scale": "not resolved at this scale"}
 
@@ -570,3 +612,83 @@ def identity_mapping_claims(accs: dict, gradients: dict | None = None, *, min_ef
                          f"{len(far)} of {len(mult)} further from 1",
                          "reproduced" if len(far) == len(mult) else "not reproduced"))
     return rows
+
+
+# ---------------------------------------------------------------- chapter 2: Jastrzebski et al.'s signatures
+
+LATER_BLOCKS_UNTESTABLE = ("not testable here: at 2-4 blocks per stage each block carries a large share of "
+                           "its stage (the paper's ResNet-110 has 18)")
+
+
+def refinement_claims(reports: list) -> list[tuple]:
+    """Jastrzębski et al.'s (2018) findings checked on chapter 2's trained networks, one row per claim.
+
+    ``reports``: :func:`itercourse.refinement.refinement_report` dicts, one per network (its
+    ``borderline[1]`` is the scaled unrolling). A claim that one quantity exceeds another is a
+    comparison over the n networks under the module's rule (Welch CI, Holm over the table's
+    comparisons, minimum effect ``MIN_EFFECT_INDEX`` for cosines and norm ratios, ``MIN_EFFECT_ACC``
+    for accuracies): reproduced when it is resolved in the paper's direction, not reproduced when
+    resolved against it, else not resolved at this scale. A claim that *every* block or network shows
+    a pattern is a threshold: k of n. Rows: (claim, what the paper reports, what we measure, verdict).
+    """
+    n = len(reports)
+    first_stage = [float(np.mean(rep["alignment"].per_stage()[0])) for rep in reports]
+    last_stage = [float(np.mean(rep["alignment"].per_stage()[-1])) for rep in reports]
+    ratios = [list(rep["norm_ratio"].values) for rep in reports]
+    costs = [list(rep["drop"].acc_cost.values) for rep in reports]
+    scaled = [rep["borderline"][1] for rep in reports]
+    tests = {
+        "cos": claim_row("cosine more negative in the last stage", "last-stage minus first-stage mean cosine",
+                         "cosine", first_stage, last_stage, "down", min_effect=MIN_EFFECT_INDEX),
+        "ratio": claim_row("norm ratio largest at the first block", "last block minus first block", "norm ratio",
+                           [r[0] for r in ratios], [r[-1] for r in ratios], "down", min_effect=MIN_EFFECT_INDEX),
+        "drop": claim_row("dropping the first block costs the most", "first block's cost minus the worst other's",
+                          "accuracy cost", [max(c[1:]) for c in costs], [c[0] for c in costs], "up",
+                          min_effect=MIN_EFFECT_ACC),
+        "border": claim_row("scaled unrolling improves borderline examples", "accuracy after minus before",
+                            "accuracy", [b.acc_before for b in scaled], [b.acc_after for b in scaled], "up",
+                            min_effect=MIN_EFFECT_ACC),
+    }
+    judge(list(tests.values()))
+    verdict = {k: _REPRODUCED[r["verdict"]] for k, r in tests.items()}
+
+    def got(key, before, after, digits=3):
+        r = tests[key]
+        p = f", p (Holm, {r['tests']} tests) {r['p_holm']:.2g}" if math.isfinite(r["p_holm"]) else ""
+        return (f"{after} {r['mean_b']:.{digits}f} vs {before} {r['mean_a']:.{digits}f}: {_ci_text(r)}, "
+                f"n {n} networks{p}")
+
+    all_negative = sum(all(v < 0 for v in rep["alignment"].values) for rep in reports)
+    falling = sum(rank_corr(r) < 0 for r in ratios)
+    unrolls = [rep["unroll"] for rep in reports]
+    k = max(unrolls[0][0].extra_steps)
+    growth = [[u.state_norm[-1] / u.state_norm[0] for u in us] for us in unrolls]   # [plain, scaled] per network
+    explode = sum(g[0] > 2 and g[1] < g[0] for g in growth)
+    last_cost = [float(np.median([c for c, s in zip(rep["drop"].acc_cost.values, rep["drop"].acc.stage)
+                                  if s == max(rep["drop"].acc.stage)])) for rep in reports]
+    every = lambda count: "reproduced" if count == n else "not reproduced"            # noqa: E731
+    return [
+        ("cosine negative for every block (threshold: every network)", "yes (all blocks, ResNet-110)",
+         f"{all_negative} of {n} networks; negative blocks: "
+         + ", ".join(f"{sum(v < 0 for v in rep['alignment'].values)}/{len(rep['alignment'])}" for rep in reports),
+         every(all_negative)),
+        ("cosine more negative in the last stage than in the first", "yes; last block near -0.1",
+         got("cos", "first", "last"), verdict["cos"]),
+        ("norm ratio largest at the first block", "up to ~2 in the first blocks, then falling",
+         got("ratio", "first", "last", 2), verdict["ratio"]),
+        ("norm ratio falling with depth (threshold: rank correlation with position < 0 in every network)",
+         "falling", f"{falling} of {n} networks; correlations "
+         + ", ".join(f"{rank_corr(r):+.2f}" for r in ratios), every(falling)),
+        ("dropping the first block costs the most accuracy", "catastrophic", got("drop", "worst other", "first"),
+         verdict["drop"]),
+        ("dropping a later block costs little", "little (ResNet-110)",
+         "median cost in the last stage " + ", ".join(f"{c:+.3f}" for c in last_cost), LATER_BLOCKS_UNTESTABLE),
+        (f"unrolled plainly, activations explode (threshold: {k} extra steps grow the norm > 2x, and scaled "
+         "unrolling grows it less, in every network)", "explode unless the block output is scaled",
+         f"{explode} of {n} networks; " + "; ".join(f"plain x{g[0]:.3g}, scaled x{g[1]:.3g}" for g in growth),
+         every(explode)),
+        ("scaled unrolling improves borderline examples", "43% -> 53% of ~51 images (20 steps, 4 runs)",
+         got("border", "before", "after", 2) + f"; {sum(b.n_borderline for b in scaled)} borderline images",
+         verdict["border"]),
+    ]
+

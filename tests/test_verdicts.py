@@ -323,3 +323,89 @@ def test_a_grid_of_ordinary_and_recurrent_cells_compares_them_and_says_both_fact
     assert all(r["verdict"].startswith("supported (a gain of +0.02") for r in recurrent)
     missing = judge([claim_row("c", "x", "m", [], [0.5, 0.6], "none", min_effect=0.02, margin=0.02)])[0]
     assert missing["verdict"] == "missing runs" and math.isnan(missing["p_holm"])
+
+
+def fake_refinement(cos, ratio, cost, border=(0.4, 0.5), growth=(100.0, 3.0)):
+    """A refinement_report-shaped dict of one network with two stages of two blocks each."""
+    from itercourse.refinement import PerBlock
+    per_block = lambda v: PerBlock(tuple(v), (0, 0, 1, 1), (0, 1, 0, 1))   # noqa: E731
+    return {"alignment": per_block(cos), "norm_ratio": per_block(ratio),
+            "drop": NS(acc_cost=per_block(cost), acc=per_block(cost)),
+            "unroll": [NS(extra_steps=(0, 20), state_norm=(1.0, g)) for g in growth],
+            "borderline": [None, NS(acc_before=border[0], acc_after=border[1], n_borderline=20)]}
+
+
+def test_chapter_2_claims_follow_the_rule_on_known_answers():
+    from itercourse.verdicts import LATER_BLOCKS_UNTESTABLE, refinement_claims, reproduction_verdict
+    nets = [fake_refinement(cos=(-0.01 + e, 0.0, -0.15 + e, -0.2), ratio=(2.0 + e, 1.5, 1.0, 0.6 + e),
+                            cost=(0.9 + e, 0.5, 0.3, 0.2), border=(0.40 + e, 0.55))
+            for e in (-0.004, 0.0, 0.004)]
+    rows = {r[0]: r for r in refinement_claims(nets)}
+    assert len(rows) == 8
+    assert rows["cosine negative for every block (threshold: every network)"][3] == "not reproduced"   # 0.0 block
+    cos = rows["cosine more negative in the last stage than in the first"]
+    assert cos[3] == "reproduced" and "n 3 networks" in cos[2] and "Holm, 4 tests" in cos[2]
+    assert rows["norm ratio largest at the first block"][3] == "reproduced"
+    assert rows["dropping the first block costs the most accuracy"][3] == "reproduced"
+    assert rows["dropping a later block costs little"][3] == LATER_BLOCKS_UNTESTABLE
+    assert rows["scaled unrolling improves borderline examples"][3] == "reproduced"
+    # the same claims on networks whose pattern is reversed, or lost in the noise
+    flipped = [fake_refinement(cos=(-0.2 + e, 0.0, -0.01, 0.0), ratio=(0.6, 1.5, 1.0, 2.0 + e),
+                               cost=(0.3, 0.9 + e, 0.3, 0.2), border=(0.55, 0.40 + e)) for e in (-0.004, 0.0, 0.004)]
+    rows = {r[0]: r[3] for r in refinement_claims(flipped)}
+    assert rows["cosine more negative in the last stage than in the first"] == "not reproduced"
+    assert rows["scaled unrolling improves borderline examples"] == "not reproduced"
+    noisy = [fake_refinement(cos=(0.0, 0.0, e, 0.0), ratio=(1.0, 1.0, 1.0, 1.0 + e), cost=(0.5 + e, 0.5, 0.5, 0.5),
+                             border=(0.5, 0.5 + e)) for e in (-0.3, 0.0, 0.3)]
+    rows = {r[0]: r[3] for r in refinement_claims(noisy)}
+    assert rows["cosine more negative in the last stage than in the first"] == "not resolved at this scale"
+    assert [reproduction_verdict(v) for v in (True, False, None)] == ["reproduced", "not reproduced", "not tested"]
+
+
+def ordinary_runs(means, seeds=5, epochs=32):
+    """Ordinary cells (independent init, lambda 0) of the named arms, ``means``: {arm: accuracy}."""
+    models = {**ARM_MODELS, "constrained, zero init": dict(branch_norm="none", branch_init="zero", spectral_coeff=0.9)}
+    out = []
+    for arm, acc in means.items():
+        for seed in range(seeds):
+            e = 0.002 * (seed - (seeds - 1) / 2)
+            cfg = NS(model=NS(**models[arm]), train=NS(coupling=0.0, identical_init=False, epochs=epochs), seed=seed)
+            out.append(NS(config=cfg, final_test_acc=acc + e, history=NS(train_acc=[0.9]), extras={},
+                          indices={"recurrence": 0.1 + e, "convergence": 0.1 + e, "divergence": 0.5 + e,
+                                   "indices_version": 2, "rate": 0.9 - e}, meta={}))
+    return out
+
+
+def test_the_true_twin_isolates_the_bound_and_the_gap_decomposes():
+    from itercourse.verdicts import accuracy_decomposition, decomposition_table
+    runs = ordinary_runs({"conventional": 0.86, "norm-free": 0.80, "constrained": 0.70,
+                          "constrained, zero init": 0.79})
+    rows = by_claim(arm_verdicts(runs))
+    alone = rows["the Lipschitz constraint alone does not improve accuracy"][0]
+    assert alone["n_a"] == alone["n_b"] == 5 and alone["verdict"].startswith("supported")
+    assert "true" not in alone["comparison"] and "constrained, zero init minus norm-free" in alone["comparison"]
+    conv = rows["the Lipschitz constraint makes ResNets convergent"]
+    assert len(conv) == 4 and {r["bound_arm"] for r in conv} == {"constrained", "constrained, zero init"}
+    steps = {r["step"]: r for r in accuracy_decomposition(runs)}
+    assert steps["removing batch norm"]["diff"] == pytest.approx(-0.06)
+    assert steps["adding the bound"]["diff"] == pytest.approx(-0.01)
+    assert steps["both together"]["diff"] == pytest.approx(
+        steps["removing batch norm"]["diff"] + steps["adding the bound"]["diff"])
+    assert steps["default instead of zero init (constrained arm)"]["diff"] == pytest.approx(-0.09)
+    assert "5 vs 5" in decomposition_table(list(steps.values()))
+    # without the twin there is no such row and no such step
+    plain = ordinary_runs({"conventional": 0.86, "norm-free": 0.80, "constrained": 0.70})
+    assert "the Lipschitz constraint alone does not improve accuracy" not in by_claim(arm_verdicts(plain))
+    assert [r["step"] for r in accuracy_decomposition(plain)] == ["removing batch norm"]
+
+
+def test_the_doubled_budget_and_the_twin_enter_the_arms_table_together():
+    runs = ordinary_runs({"conventional": 0.86, "norm-free": 0.80, "constrained, zero init": 0.79})
+    doubled = ordinary_runs({"conventional": 0.87, "norm-free": 0.83, "constrained, zero init": 0.80}, seeds=3,
+                            epochs=64)
+    main, twice = split_budget(runs + doubled)
+    budget = {r["arm"]: r for r in arm_verdicts(main, doubled=twice) if r["want"] == "threshold" and "arm" in r}
+    assert budget["conventional"]["passes"] and budget["constrained, zero init"]["passes"]
+    assert not budget["norm-free"]["passes"]                        # +0.03 on doubling
+    alone = by_claim(arm_verdicts(main, doubled=twice))["the Lipschitz constraint alone does not improve accuracy"]
+    assert "budget test failed or missing for norm-free" in alone[0]["verdict"]

@@ -163,3 +163,30 @@ def plot_curves(results, axes=None):
     axes[0].set_ylabel("accuracy (exact digit set)")
     axes[0].legend(fontsize=MIN_FONT_PT)
     return axes
+
+
+def plot_rate_grid(results, ax=None):
+    """Validation accuracy against the peak learning rate (log scale), one line per arm: the mean over
+    seeds, each seed a dot, the chosen rate (:func:`itercourse.tuning.choose_rates`) ringed, and a
+    chosen rate at the grid's edge marked as such in the legend."""
+    from ..tuning import choose_rates, rate_table
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
+    table, chosen = rate_table(results), choose_rates(results)
+    for arm in [a for a in ARMS if a in table]:
+        rates = list(table[arm])
+        colour = arm_colour(arm)
+        ax.plot(rates, [np.mean(table[arm][lr]) for lr in rates], "-", color=colour,
+                label=f"{arm}: {chosen[arm]['lr']:g}" + ("" if chosen[arm]["interior"] else " (at the edge)"))
+        for lr in rates:
+            ax.scatter([lr] * len(table[arm][lr]), table[arm][lr], color=colour, s=14, alpha=0.6)
+        ax.scatter([chosen[arm]["lr"]], [chosen[arm]["val_acc"]], s=160, facecolors="none", edgecolors=colour,
+                   linewidths=1.5)
+    ax.set_xscale("log", base=2)
+    all_rates = sorted({lr for by_rate in table.values() for lr in by_rate})
+    ax.set_xticks(all_rates, [f"{lr:g}" for lr in all_rates])
+    ax.minorticks_off()
+    ax.set_xlabel("peak learning rate (cosine schedule)")
+    ax.set_ylabel("validation accuracy")
+    ax.legend(title="arm: chosen rate (ringed)", fontsize=MIN_FONT_PT, title_fontsize=MIN_FONT_PT)
+    return ax
