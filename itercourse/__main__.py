@@ -7,27 +7,23 @@ never with a traceback.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt
 import torch
 
 from .blocks import BRANCH_NORMS, UNITS
 from .data import DATASET_SPECS, DATASETS, MNIST_MEAN, MNIST_STD, prepare_mnist
 from .digitclutter import check_size, make_digitclutter, save_digitclutter
+from .experiment_report import write_report
 from .experiments import ExperimentConfig, is_done, load_results, reanalyse, result_path, run
-from .io import CorruptFileError, atomic_write_bytes
+from .io import CorruptFileError, atomic_write_png
 from .models import ResNetConfig
-from .provenance import code_versions, mixed_code_warning
-from .report import constraint_of, coupling_of, grid_table
+from .provenance import mixed_code_warning
 from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_labels, grid_yaml, load_grid, sweep
-from .viz.plots import plot_indices, plot_vs_coupling
 from .training import TrainConfig, linear_lr
-from .verdicts import arm_of, arm_verdicts, cell_table, grid_verdicts, rules_table, split_budget
-from .viz.grid_plots import arms_figure
+from .viz.plots import plot_digitclutter
 
 PROG = "python -m itercourse"
 
@@ -326,57 +322,8 @@ def cmd_sweep(args) -> None:
     print(f"{len(results)} results in {Path(args.results_dir) / configs[0].experiment}")
 
 
-def write_report(experiment: str, results_dir="results", out_dir="report", skipped: list | None = None) -> list[Path]:
-    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths.
-
-    Damaged result files are listed in ``report.md`` (and appended to ``skipped`` as ``(path, reason)``).
-    """
-    matplotlib.use("Agg")
-    skipped = [] if skipped is None else skipped
-    results = load_results(experiment, results_dir, skipped=skipped)
-    if not results:
-        raise FileNotFoundError(f"no results in {str(Path(results_dir) / experiment)!r}; run "
-                                f"'python -m itercourse sweep --preset ...' first, or pass --results-dir")
-    out = Path(out_dir)
-    paths = []
-
-    def save(fig, name):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(atomic_write_bytes(out / name, buf.getvalue()))
-
-    ax = plot_vs_coupling(results, "final_test_acc", title=f"{experiment}: test accuracy", ylabel="test accuracy")
-    save(ax.figure, "accuracy.png")
-    save(plot_indices(results), "indices.png")
-    cfg = results[0].config
-    seeds = sorted({r.config.seed for r in results})
-    text = [f"# {experiment}", "",
-            f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
-            f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
-            *(["", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
-              + [f"- `{p}`: {why}" for p, why in skipped] if skipped else []),
-            "", code_line(results), "",
-            "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
-            "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapters 7, 8)
-        main, doubled = split_budget(results)
-        save(arms_figure(main), "arms.png")
-        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(main), "",
-                 "![arms](arms.png)", "", "## The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)", "",
-                 rules_table(arm_verdicts(main, doubled=doubled)), ""]
-    elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
-        text += ["## The paper's claims at this scale", "", rules_table(grid_verdicts(results)), ""]
-    paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
-    return paths
-
-
-def code_line(results) -> str:
-    """One line naming the code behind ``results``; a warning when they come from different code."""
-    return mixed_code_warning(results) or f"Code: {next(iter(code_versions(results)))}."
-
-
 def cmd_report(args) -> int:
+    matplotlib.use("Agg")                          # figures go to files only
     skipped = []
     paths = write_report(args.experiment, args.results_dir, args.out, skipped)
     warning = mixed_code_warning(load_results(args.experiment, args.results_dir, skipped=[]))
@@ -406,16 +353,7 @@ def cmd_digitclutter(args) -> None:
     print(f"{args.n} images ({args.num_digits} digits, {args.size}x{args.size}) -> {args.out}")
     if args.preview:
         matplotlib.use("Agg")
-        k = min(16, args.n)
-        fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(k * 0.6, 2.6), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < k:
-                ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
-                ax.set_title("".join(str(d) for d in labels[i].nonzero().flatten().tolist()), fontsize=8)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        atomic_write_bytes(args.preview, buf.getvalue())
+        atomic_write_png(args.preview, plot_digitclutter(images, labels, k=16))
         print(f"preview -> {args.preview}")
 
 
