@@ -8,7 +8,7 @@ combination is one :class:`itercourse.experiments.ExperimentConfig`:
 The book's grids are the Python :data:`itercourse.presets.PRESETS`, the one source of
 their values: ``python -m itercourse sweep --preset NAME`` runs one,
 ``--dump`` prints it as YAML to edit and run as a file, and the ``run``
-command's defaults are the Digitclutter preset's values.
+command's defaults are one preset's base config (:func:`preset_base`).
 ``sweep(configs)`` runs a grid locally or through submitit (SLURM job
 arrays), skipping every config whose result already verifies, and
 :func:`committed_or_sweep` gives a chapter the committed results of a grid,
@@ -175,8 +175,22 @@ def load_grid(spec) -> list[ExperimentConfig]:
     if not isinstance(spec, dict) or "grid" not in spec:
         raise ValueError("a grid must be a mapping with the base config fields and a 'grid' mapping, e.g. "
                          "{experiment: ..., model: {...}, train: {...}, grid: {coupling: [0, 1], seed: [0, 1]}}")
-    base = {k: v for k, v in spec.items() if k not in ("grid", "description")}
-    return expand_grids(base, spec["grid"])
+    return expand_grids(_base_of(spec), spec["grid"])
+
+
+def _base_of(spec: dict) -> dict:
+    """A grid spec's base config fields: everything but its ``grid`` and its ``description``."""
+    return {k: v for k, v in spec.items() if k not in ("grid", "description")}
+
+
+def preset_base(name: str) -> ExperimentConfig:
+    """The base config of preset ``name``: its data, model and recipe before any grid value is applied.
+
+    For the arms presets this is the conventional arm's ordinary cell (batch norm, independent
+    initialisation, coupling 0). ``python -m itercourse run`` takes its defaults from one preset's base.
+    """
+    check_choice("preset", name, sorted(PRESETS))
+    return expand_grid(_base_of(PRESETS[name]()), {})[0]          # the empty grid: the base, "coupled" resolved
 
 
 # ---------------------------------------------------------------- sweeps

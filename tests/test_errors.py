@@ -478,6 +478,8 @@ CASES = [
     Bad("grid-key-misspelled", lambda t: _api(M("sweeps"), "expand_grid")({"model": {"in_channels": 1}},
                                                                           {"train.lrr": [0.1]}),
         ValueError, ("grid key 'train.lrr'", "allowed", "'train.lr'")),
+    Bad("preset-base-of-an-unknown-preset", lambda t: _api(M("sweeps"), "preset_base")("digitclutter_army"),
+        ValueError, ("preset='digitclutter_army'", "'digitclutter_arms'")),
     Bad("grid-yaml-duplicate-key",
         lambda t: _api(M("sweeps"), "load_grid")(grid_file(t, "experiment: x\ngrid: {seed: [0]}\ngrid: {seed: [1]}\n")),
         ValueError, ("'grid' appears twice", "lines 2 and 3", "each key once")),
@@ -783,9 +785,9 @@ def test_committed_results_keep_their_ids():
 
 
 def test_run_without_coupling_finds_the_committed_result(monkeypatch):
-    """`run --experiment digitclutter_grid --seed 1` (no --coupling): the CLI's own lookup, no training."""
+    """`run --experiment digitclutter_arms --seed 1` (no --coupling): the CLI's own lookup, no training."""
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained"))
-    args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_grid", "--seed", "1"])
+    args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_arms", "--seed", "1"])
     cfg = cli.run_config(args)
     assert cfg.train.coupling == 0.0
     assert load_result(cfg, COMMITTED) is not None
