@@ -7,33 +7,31 @@ never with a traceback.
 from __future__ import annotations
 
 import argparse
-import io
+import dataclasses
 import sys
 from pathlib import Path
 
 import matplotlib
-import matplotlib.pyplot as plt
 import torch
 
 from .blocks import BRANCH_NORMS, UNITS
 from .data import DATASET_SPECS, DATASETS, MNIST_MEAN, MNIST_STD, prepare_mnist
 from .digitclutter import check_size, make_digitclutter, save_digitclutter
+from .experiment_report import write_report
 from .experiments import ExperimentConfig, is_done, load_results, reanalyse, result_path, run
-from .io import CorruptFileError, atomic_write_bytes
+from .io import CorruptFileError, atomic_write_png
 from .models import ResNetConfig
-from .provenance import code_versions, mixed_code_warning
-from .report import constraint_of, coupling_of, grid_table
-from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_labels, grid_yaml, load_grid, sweep
-from .viz.plots import plot_indices, plot_vs_coupling
-from .training import TrainConfig, linear_lr
-from .verdicts import arm_of, arm_verdicts, cell_table, grid_verdicts, rules_table, split_budget
-from .viz.grid_plots import arms_figure
+from .provenance import mixed_code_warning
+from .sweeps import EXECUTORS, PRESETS, SweepFailed, grid_labels, grid_yaml, load_grid, preset_base, sweep
+from .training import linear_lr
+from .viz.plots import plot_digitclutter
 
 PROG = "python -m itercourse"
+BOOK_PRESET = "digitclutter_arms"    # chapter 7's arms grid: `run`'s defaults (its base config), `report`'s folder
 
 MAIN_EPILOG = f"""\
 examples:
-  {PROG} run --coupling 0.5 --spectral-coeff 0.9 --epochs 2 --train-size 2000
+  {PROG} run --coupling 0.5 --branch-norm none --spectral-coeff 0.9 --epochs 2 --train-size 2000
   {PROG} sweep --preset smoke --results-dir scratch/results
   {PROG} sweep --preset digitclutter_arms --workers 2 --threads 1
   {PROG} report --experiment digitclutter_arms --out report
@@ -47,14 +45,18 @@ RUN_EPILOG = f"""\
 examples:
   # an ordinary ResNet on 2,000 Digitclutter images, 2 epochs, on the CPU
   {PROG} run --train-size 2000 --test-size 500 --epochs 2 --device cpu
-  # the same net with fully coupled gradients and Lipschitz-constrained branches
-  {PROG} run --train-size 2000 --epochs 2 --coupling 1 --identical-init --spectral-coeff 0.9
+  # the constrained arm, fully coupled: identical initial blocks, no batch norm, Lipschitz-bounded branches
+  {PROG} run --train-size 2000 --epochs 2 --coupling 1 --identical-init --branch-norm none --spectral-coeff 0.9
   # a ResNet-20 on CIFAR-10 (needs the CIFAR files under --data-root, or a network to download them)
   {PROG} run --dataset cifar10 --depth 20 --widths 16 32 64 --epochs 30 --device cuda
 
-The defaults are one point of chapter 7's Digitclutter grid: with --experiment
-digitclutter_grid and a coupling/constraint/seed of that grid, `run` finds the
-committed result instead of training.
+The defaults (all but --experiment) are the base config of the preset
+{BOOK_PRESET} (chapter 7's arms grid, itercourse.presets): its conventional
+arm's ordinary cell (batch norm, independent initialisation, coupling 0). With
+--experiment {BOOK_PRESET} and a seed of that grid, `run` finds the
+committed result instead of training; so do --coupling 0.5 or 1 (identical
+initialisation follows) and --branch-norm none --spectral-coeff 0.9 (the
+constrained arm), alone or together.
 
 The result is written to RESULTS_DIR/EXPERIMENT/<config-hash>.json; running the
 same command again loads it instead of training. A killed run resumes from
@@ -89,7 +91,7 @@ verifies are skipped.
 
 REPORT_EPILOG = f"""\
 examples:
-  {PROG} report                                   # digitclutter_arms (chapter 7) from ./results into ./report
+  {PROG} report                                   # {BOOK_PRESET} (chapter 7) from ./results into ./report
   {PROG} report --experiment cifar10_grid --out report/cifar10
 """
 
@@ -121,8 +123,8 @@ def _num_digits(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    book = PRESETS["digitclutter"]()          # `run` defaults: one point of chapter 7's grid
-    m, t = book["model"], book["train"]
+    book = preset_base(BOOK_PRESET)            # `run` defaults: the arms grid's base config
+    m, t = book.model, book.train
     p = argparse.ArgumentParser(prog=PROG, formatter_class=_formatter, epilog=MAIN_EPILOG,
                                 description="Residual networks as iterative, convergent computation: "
                                             "train, sweep, report, generate data.")
@@ -139,42 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="train and analyse one configuration (cached by its hash)",
                        formatter_class=_formatter, epilog=RUN_EPILOG,
-                       description="Train one ResNet, evaluate it, compute the three indices and save the result.")
+                       description="Train one ResNet, evaluate it, compute the three indices and save the result. "
+                                   f"The defaults are the preset {BOOK_PRESET}'s base config.")
     r.add_argument("--experiment", default="scratch", help="results subfolder (default: scratch)")
-    r.add_argument("--dataset", default="digitclutter", choices=DATASETS, help="default: digitclutter")
-    r.add_argument("--train-size", type=int, default=book["train_size"],
-                   help=f"training images (default: {book['train_size']})")
-    r.add_argument("--test-size", type=int, default=book["test_size"],
-                   help=f"test images (default: {book['test_size']})")
+    r.add_argument("--dataset", default=book.dataset, choices=DATASETS, help=f"default: {book.dataset}")
+    r.add_argument("--train-size", type=int, default=book.train_size,
+                   help=f"training images (default: {book.train_size})")
+    r.add_argument("--test-size", type=int, default=book.test_size,
+                   help=f"test images (default: {book.test_size})")
     r.add_argument("--index-size", type=int, default=None,
-                   help=f"test images used for the indices (default: {book['index_size']}, at most --test-size)")
+                   help=f"test images used for the indices (default: {book.index_size}, at most --test-size)")
     r.add_argument("--num-digits", type=_num_digits, default=None, help="digits per Digitclutter image (default: 3)")
     r.add_argument("--depth", type=int, default=None,
                    help="He et al.'s CIFAR depth 6m+2 (20, 56, 110): sets --blocks")
-    r.add_argument("--widths", type=int, nargs="+", default=m["widths"], metavar="W",
-                   help=f"channels per stage (default: {' '.join(map(str, m['widths']))})")
-    r.add_argument("--blocks", type=int, nargs="+", default=m["blocks"], metavar="N",
-                   help=f"same-shape blocks per stage (default: {' '.join(map(str, m['blocks']))})")
-    r.add_argument("--unit", default="preact", choices=UNITS, help="residual unit (default: preact)")
-    r.add_argument("--branch-norm", default=m["branch_norm"], choices=BRANCH_NORMS,
-                   help=f"batch norm in the branches (default: {m['branch_norm']}; --spectral-coeff needs none)")
-    r.add_argument("--coupling", type=float, default=0.0,
-                   help="soft gradient coupling strength in [0, 1] (default: 0, off)")
+    r.add_argument("--widths", type=int, nargs="+", default=list(m.widths), metavar="W",
+                   help=f"channels per stage (default: {' '.join(map(str, m.widths))})")
+    r.add_argument("--blocks", type=int, nargs="+", default=list(m.blocks), metavar="N",
+                   help=f"same-shape blocks per stage (default: {' '.join(map(str, m.blocks))})")
+    r.add_argument("--unit", default=m.unit, choices=UNITS, help=f"residual unit (default: {m.unit})")
+    r.add_argument("--branch-norm", default=m.branch_norm, choices=BRANCH_NORMS,
+                   help=f"batch norm in the branches (default: {m.branch_norm}; --spectral-coeff needs none)")
+    r.add_argument("--coupling", type=float, default=t.coupling,
+                   help=f"soft gradient coupling strength in [0, 1], 0 = off (default: {t.coupling:g})")
     r.add_argument("--identical-init", action="store_true",
                    help="start every block of a stage from the same weights (default: on when coupling > 0)")
-    r.add_argument("--spectral-coeff", type=float, default=None,
-                   help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: none)")
-    r.add_argument("--epochs", type=int, default=t["epochs"], help=f"default: {t['epochs']}")
-    r.add_argument("--batch-size", type=int, default=t["batch_size"],
-                   help=f"images per SGD step (default: {t['batch_size']}); with --lr-scaling linear the "
+    r.add_argument("--spectral-coeff", type=float, default=m.spectral_coeff,
+                   help="Lipschitz bound c on every residual branch, e.g. 0.9 (default: "
+                        f"{'none' if m.spectral_coeff is None else f'{m.spectral_coeff:g}'})")
+    r.add_argument("--epochs", type=int, default=t.epochs, help=f"default: {t.epochs}")
+    r.add_argument("--batch-size", type=int, default=t.batch_size,
+                   help=f"images per SGD step (default: {t.batch_size}); with --lr-scaling linear the "
                         "peak learning rate becomes lr * batch-size / 128, so a larger batch that fills a "
                         "GPU keeps the recipe of batch 128")
-    r.add_argument("--lr", type=float, default=t["lr"], help=f"peak learning rate (default: {t['lr']:g})")
+    r.add_argument("--lr", type=float, default=t.lr, help=f"peak learning rate (default: {t.lr:g})")
     r.add_argument("--lr-scaling", choices=("none", "linear"), default="none",
                    help="none: lr as given; linear: lr * batch-size / 128 (Goyal et al. 2017), the "
                         "learning rate saved with the result (default: none)")
     r.add_argument("--no-fast", action="store_true", help="plain fp32 NCHW training (no autocast, no channels_last)")
-    r.add_argument("--seed", type=int, default=0, help="weights and data order (default: 0)")
+    r.add_argument("--seed", type=int, default=book.seed, help=f"weights and data order (default: {book.seed})")
     common(r)
 
     s = sub.add_parser("sweep", help="run a grid of configurations, resuming where it stopped",
@@ -200,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=_formatter, epilog=REPORT_EPILOG,
                          description="Accuracy vs coupling (seed spread) and indices vs coupling and constraint, "
                                      "as PNG figures and a markdown table.")
-    rep.add_argument("--experiment", default="digitclutter_arms", help="results subfolder (default: digitclutter_arms, "
+    rep.add_argument("--experiment", default=book.experiment, help=f"results subfolder (default: {book.experiment}, "
                      "chapter 7's arms grid)")
     rep.add_argument("--results-dir", default="results", help="default: results")
     rep.add_argument("--out", default="report", help="output folder for report.md and PNGs (default: report)")
@@ -247,7 +251,7 @@ def _check_flags(parser, args) -> None:
     if args.command == "sweep" and (args.grid is None) == (args.preset is None):
         sweep_cmd.error("argument GRID/--preset: give exactly one: a grid YAML file or --preset NAME")
     if args.command == "sweep" and args.grid is not None and not Path(args.grid).is_file():
-        sweep_cmd.error(f"argument GRID: no such file {args.grid!r}; try --preset digitclutter, or write a "
+        sweep_cmd.error(f"argument GRID: no such file {args.grid!r}; try --preset {BOOK_PRESET}, or write a "
                         "grid file with --preset NAME --dump")
 
 
@@ -262,25 +266,29 @@ def _device(args):
 
 
 def run_config(args) -> ExperimentConfig:
-    """The ``ExperimentConfig`` that ``run`` with these arguments computes (or finds)."""
-    book_index_size = PRESETS["digitclutter"]()["index_size"]
-    channels, classes = DATASET_SPECS[args.dataset].channels, DATASET_SPECS[args.dataset].classes
-    model = ResNetConfig(in_channels=channels, num_classes=classes, widths=tuple(args.widths),
-                         blocks=tuple(args.blocks), unit=args.unit, branch_norm=args.branch_norm,
-                         spectral_coeff=args.spectral_coeff)
+    """The ``ExperimentConfig`` that ``run`` with these arguments computes (or finds).
+
+    It is the base config of :data:`BOOK_PRESET` (:func:`itercourse.sweeps.preset_base`) with the flags'
+    values put in; every field no flag names (weight decay, schedule, data seed...) is the preset's.
+    """
+    book = preset_base(BOOK_PRESET)
+    spec = DATASET_SPECS[args.dataset]
+    model = dataclasses.replace(book.model, in_channels=spec.channels, num_classes=spec.classes,
+                                widths=tuple(args.widths), blocks=tuple(args.blocks), unit=args.unit,
+                                branch_norm=args.branch_norm, spectral_coeff=args.spectral_coeff)
     if args.depth is not None:
         model = ResNetConfig.cifar(args.depth, **{k: v for k, v in model.__dict__.items() if k != "blocks"})
     coupled = bool(args.coupling)
     lr = linear_lr(args.lr, args.batch_size) if args.lr_scaling == "linear" else args.lr
-    train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, coupling=args.coupling,
-                        identical_init=args.identical_init or coupled, fast=not args.no_fast,
-                        augment=args.dataset != "digitclutter", seed=args.seed)
+    train = dataclasses.replace(book.train, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+                                coupling=args.coupling, identical_init=args.identical_init or coupled,
+                                fast=book.train.fast and not args.no_fast, augment=args.dataset != "digitclutter",
+                                seed=args.seed)
     options = {} if args.num_digits is None else {"num_digits": args.num_digits}
-    cfg = ExperimentConfig(experiment=args.experiment, dataset=args.dataset, train_size=args.train_size,
-                           test_size=args.test_size, model=model, train=train, seed=args.seed,
-                           dataset_options=options, index_size=args.index_size if args.index_size is not None
-                           else min(book_index_size, args.test_size or book_index_size))
-    return cfg
+    return dataclasses.replace(book, experiment=args.experiment, dataset=args.dataset, train_size=args.train_size,
+                               test_size=args.test_size, model=model, train=train, seed=args.seed,
+                               dataset_options=options, index_size=args.index_size if args.index_size is not None
+                               else min(book.index_size, args.test_size or book.index_size))
 
 
 def cmd_run(args) -> None:
@@ -326,57 +334,8 @@ def cmd_sweep(args) -> None:
     print(f"{len(results)} results in {Path(args.results_dir) / configs[0].experiment}")
 
 
-def write_report(experiment: str, results_dir="results", out_dir="report", skipped: list | None = None) -> list[Path]:
-    """Write ``report.md``, ``accuracy.png`` and ``indices.png`` for one experiment folder; return the paths.
-
-    Damaged result files are listed in ``report.md`` (and appended to ``skipped`` as ``(path, reason)``).
-    """
-    matplotlib.use("Agg")
-    skipped = [] if skipped is None else skipped
-    results = load_results(experiment, results_dir, skipped=skipped)
-    if not results:
-        raise FileNotFoundError(f"no results in {str(Path(results_dir) / experiment)!r}; run "
-                                f"'python -m itercourse sweep --preset ...' first, or pass --results-dir")
-    out = Path(out_dir)
-    paths = []
-
-    def save(fig, name):
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
-        paths.append(atomic_write_bytes(out / name, buf.getvalue()))
-
-    ax = plot_vs_coupling(results, "final_test_acc", title=f"{experiment}: test accuracy", ylabel="test accuracy")
-    save(ax.figure, "accuracy.png")
-    save(plot_indices(results), "indices.png")
-    cfg = results[0].config
-    seeds = sorted({r.config.seed for r in results})
-    text = [f"# {experiment}", "",
-            f"{len(results)} runs; dataset {cfg.dataset} ({cfg.train_size} train / {cfg.test_size} test images), "
-            f"widths {cfg.model.widths}, blocks {cfg.model.blocks}, {cfg.train.epochs} epochs, seeds {seeds}.",
-            *(["", f"**{len(skipped)} result file(s) skipped (damaged), not counted:**", ""]
-              + [f"- `{p}`: {why}" for p, why in skipped] if skipped else []),
-            "", code_line(results), "",
-            "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
-            "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
-    if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapters 7, 8)
-        main, doubled = split_budget(results)
-        save(arms_figure(main), "arms.png")
-        text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(main), "",
-                 "![arms](arms.png)", "", "## The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)", "",
-                 rules_table(arm_verdicts(main, doubled=doubled)), ""]
-    elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
-        text += ["## The paper's claims at this scale", "", rules_table(grid_verdicts(results)), ""]
-    paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
-    return paths
-
-
-def code_line(results) -> str:
-    """One line naming the code behind ``results``; a warning when they come from different code."""
-    return mixed_code_warning(results) or f"Code: {next(iter(code_versions(results)))}."
-
-
 def cmd_report(args) -> int:
+    matplotlib.use("Agg")                          # figures go to files only
     skipped = []
     paths = write_report(args.experiment, args.results_dir, args.out, skipped)
     warning = mixed_code_warning(load_results(args.experiment, args.results_dir, skipped=[]))
@@ -406,16 +365,7 @@ def cmd_digitclutter(args) -> None:
     print(f"{args.n} images ({args.num_digits} digits, {args.size}x{args.size}) -> {args.out}")
     if args.preview:
         matplotlib.use("Agg")
-        k = min(16, args.n)
-        fig, axes = plt.subplots(2, (k + 1) // 2, figsize=(k * 0.6, 2.6), squeeze=False)
-        for i, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if i < k:
-                ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
-                ax.set_title("".join(str(d) for d in labels[i].nonzero().flatten().tolist()), fontsize=8)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        atomic_write_bytes(args.preview, buf.getvalue())
+        atomic_write_png(args.preview, plot_digitclutter(images, labels, k=16))
         print(f"preview -> {args.preview}")
 
 

@@ -343,7 +343,7 @@ def load_results(experiment: str, results_dir="results", *, skipped: list | None
         raise NotADirectoryError(f"experiment={experiment!r}: {str(folder)!r} is a file, not a results folder")
     out, seen = [], set()
     for path in sorted(folder.glob("*.json")):
-        if path.name.endswith(".failed.json"):          # a failure record (locks.py), not a result
+        if path.name.endswith(".failed.json"):          # a failure record (sweeps.py), not a result
             continue
         try:
             res = Result.from_json(path)

@@ -90,6 +90,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+def atomic_write_png(path: str | os.PathLike, fig, dpi: int = 120) -> Path:
+    """Save a matplotlib figure as a PNG atomically (``bbox_inches="tight"``): the CLI's report and preview."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_create_bytes(path: str | os.PathLike, data: bytes) -> bool:
     """Create ``path`` holding ``data`` only if it does not exist (a lock); False when it already does.
 

@@ -1,4 +1,4 @@
-"""Lock files and failure records: how sweeps share a results folder without duplicating or looping.
+"""Lock files: how sweeps (and runs) share a results folder without computing a config twice.
 
 While a config is computed, its lock file ``<id>.claim`` (created atomically and
 exclusively, like ``O_CREAT | O_EXCL``, holding the owner's pid, host, time and
@@ -10,9 +10,8 @@ longer running, or its pid now belongs to another process (the start time in
 ``/proc/<pid>/stat`` differs), or its pid is not a positive integer; a lock from
 another host is stale once its heartbeat is older than ``LOCK_TTL_S`` (two
 takeovers of one stale lock at the same instant are not excluded; both then
-compute the config, and the atomic result write keeps one). A config that fails leaves ``<id>.failed.json`` (label,
-id, error), so a rerun does not retry it forever; ``sweep(..., retry_failed=True)``
-clears the records.
+compute the config, and the atomic result write keeps one). The record a failed
+config leaves (``<id>.failed.json``) is the sweep's: :func:`itercourse.sweeps.failure_path`.
 
 (The files keep the suffix ``.claim`` they have always had: results folders and ``.gitignore`` know it.)
 """
@@ -31,15 +30,6 @@ from .io import atomic_create_bytes
 HEARTBEAT_S = 60.0          # how often the owner of a lock touches it
 LOCK_TTL_S = 15 * 60        # a lock from another host is stale when its heartbeat is older than this
 _beats: dict = {}           # lock path -> threading.Event that stops its heartbeat
-
-
-class SweepFailed(RuntimeError):
-    """Some configs of a sweep failed (each recorded in ``<id>.failed.json``); the others ran."""
-
-
-def failure_path(cfg, results_dir="results") -> Path:
-    """Where a failed config's record goes: ``<id>.failed.json`` beside the results."""
-    return result_path(cfg, results_dir).with_suffix(".failed.json")
 
 
 def lock_path(cfg, results_dir="results") -> Path:
@@ -170,12 +160,3 @@ def wait_while_locked(cfg, results_dir, *, log=print, poll_s: float = 5.0) -> bo
     while holder(cfg, results_dir) is not None:
         time.sleep(poll_s)
     return True
-
-
-def watch_parent(parent: int) -> None:
-    """Worker initialiser: exit as soon as the parent process is gone (e.g. killed with -9)."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True).start()

@@ -96,3 +96,8 @@ def mixed_code_warning(results) -> str | None:
         return None
     parts = ", ".join(f"{k}: {n}" for k, n in sorted(versions.items()))
     return f"warning: these {sum(versions.values())} results come from {len(versions)} code versions ({parts})"
+
+
+def code_line(results) -> str:
+    """One line naming the code behind ``results``; a warning when they come from different code."""
+    return mixed_code_warning(results) or f"Code: {next(iter(code_versions(results)))}."

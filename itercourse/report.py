@@ -1,4 +1,5 @@
-"""Reporting: seed statistics and markdown tables (verdicts: ``itercourse.verdicts``; figures: ``itercourse.viz``).
+"""Reporting: seed statistics and markdown tables (verdicts: ``itercourse.verdicts``; figures: ``itercourse.viz``;
+a results folder's report.md: ``itercourse.experiment_report``).
 
 Results over seeds are reported one way everywhere: ``mean ± sd (n=k)``,
 with ``sd`` the sample standard deviation over seeds (:func:`spread`); a

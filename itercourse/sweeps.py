@@ -8,9 +8,13 @@ combination is one :class:`itercourse.experiments.ExperimentConfig`:
 The book's grids are the Python :data:`itercourse.presets.PRESETS`, the one source of
 their values: ``python -m itercourse sweep --preset NAME`` runs one,
 ``--dump`` prints it as YAML to edit and run as a file, and the ``run``
-command's defaults are the Digitclutter preset's values.
+command's defaults are one preset's base config (:func:`preset_base`).
 ``sweep(configs)`` runs a grid locally or through submitit (SLURM job
-arrays), skipping every config whose result already verifies, and
+arrays), skipping every config whose result already verifies. A config that
+fails leaves a failure record ``<id>.failed.json`` (label, id, error) and the
+sweep goes on; a rerun does not retry it forever (``retry_failed=True`` clears
+the records), and at the end :class:`SweepFailed` lists the failures. Local
+workers exit when the sweep's process dies (:func:`watch_parent`). And
 :func:`committed_or_sweep` gives a chapter the committed results of a grid,
 or (in smoke mode) a tiny grid trained in a temporary folder.
 """
@@ -26,6 +30,7 @@ import multiprocessing as mp
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -36,8 +41,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from .errors import check_choice, check_positive_int
-from .locks import SweepFailed, acquire, failure_path, holder, release, waiting_line, watch_parent
-from .config_id import _canonical, canonical_config, flat
+from .locks import acquire, holder, release, waiting_line
+from .config_id import _canonical, canonical_config, flat, result_path
 from .experiments import ExperimentConfig, Result, is_done, load_result, load_results, run
 from .io import atomic_write_json, read_json
 from .models import ResNetConfig
@@ -175,8 +180,42 @@ def load_grid(spec) -> list[ExperimentConfig]:
     if not isinstance(spec, dict) or "grid" not in spec:
         raise ValueError("a grid must be a mapping with the base config fields and a 'grid' mapping, e.g. "
                          "{experiment: ..., model: {...}, train: {...}, grid: {coupling: [0, 1], seed: [0, 1]}}")
-    base = {k: v for k, v in spec.items() if k not in ("grid", "description")}
-    return expand_grids(base, spec["grid"])
+    return expand_grids(_base_of(spec), spec["grid"])
+
+
+def _base_of(spec: dict) -> dict:
+    """A grid spec's base config fields: everything but its ``grid`` and its ``description``."""
+    return {k: v for k, v in spec.items() if k not in ("grid", "description")}
+
+
+def preset_base(name: str) -> ExperimentConfig:
+    """The base config of preset ``name``: its data, model and recipe before any grid value is applied.
+
+    For the arms presets this is the conventional arm's ordinary cell (batch norm, independent
+    initialisation, coupling 0). ``python -m itercourse run`` takes its defaults from one preset's base.
+    """
+    check_choice("preset", name, sorted(PRESETS))
+    return expand_grid(_base_of(PRESETS[name]()), {})[0]          # the empty grid: the base, "coupled" resolved
+
+
+# ---------------------------------------------------------------- failure records and workers
+
+class SweepFailed(RuntimeError):
+    """Some configs of a sweep failed (each recorded in ``<id>.failed.json``); the others ran."""
+
+
+def failure_path(cfg, results_dir="results") -> Path:
+    """Where a failed config's record goes: ``<id>.failed.json`` beside the results."""
+    return result_path(cfg, results_dir).with_suffix(".failed.json")
+
+
+def watch_parent(parent: int) -> None:
+    """Worker initialiser: exit as soon as the parent process is gone (e.g. killed with -9)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
 
 
 # ---------------------------------------------------------------- sweeps

@@ -141,6 +141,27 @@ def test_the_scan_sees_non_atomic_writes(tmp_path):
     assert len(hits) == 7, hits
 
 
+def test_a_figure_is_written_as_a_png_through_io(tmp_path, monkeypatch):
+    """``atomic_write_png``: the bytes ``savefig`` makes in memory, renamed into place; a failed
+    rename keeps the old picture and leaves no temporary file."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0])
+    path = cio.atomic_write_png(tmp_path / "out" / "f.png", fig, dpi=50)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=50, bbox_inches="tight")
+    assert path == tmp_path / "out" / "f.png" and path.read_bytes() == buf.getvalue()
+    monkeypatch.setattr(cio.os, "replace", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError, match="f.png"):
+        cio.atomic_write_png(path, fig, dpi=80)
+    assert path.read_bytes() == buf.getvalue() and _temp_files(path.parent) == []
+    plt.close(fig)
+
+
 # ------------------------------------------------------------------ 2. interrupted writes keep the old file
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -1,4 +1,5 @@
 """Command line: every subcommand explains itself, bad flags fail cleanly (exit 2), and the commands work."""
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import itercourse.experiments as ex
 from itercourse import sweeps
 from itercourse.__main__ import main
 from itercourse.training import REFERENCE_BATCH
+from itercourse.verdicts import arm_of
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +86,7 @@ def test_run_then_report(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
     common = ["--train-size", "64", "--test-size", "32", "--widths", "4", "8", "--blocks", "2", "2",
               "--epochs", "1", "--batch-size", "32", "--no-fast", "--device", "cpu", "--experiment", "cli",
-              "--results-dir", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "c"),
+              "--branch-norm", "none", "--results-dir", str(tmp_path / "r"), "--checkpoint-dir", str(tmp_path / "c"),
               "--data-root", str(tmp_path / "d")]
     for extra in (["--coupling", "0"], ["--coupling", "1"], ["--coupling", "0", "--spectral-coeff", "0.9"],
                   ["--coupling", "1", "--spectral-coeff", "0.9"]):
@@ -110,14 +112,37 @@ def test_depth_sets_the_blocks_of_a_cifar_resnet(monkeypatch, capsys, tmp_path):
     assert seen[0].model.blocks == (3, 2, 2) and seen[0].model.depth == 20
 
 
+def test_run_defaults_are_the_arms_presets_base_config():
+    """`run` with no flags computes the base config of cli.BOOK_PRESET, whole, in its own folder."""
+    assert cli.BOOK_PRESET == "digitclutter_arms"
+    base = sweeps.preset_base(cli.BOOK_PRESET)
+    cfg = cli.run_config(cli.build_parser().parse_args(["run"]))
+    assert cfg.experiment == "scratch"
+    assert cfg.model == base.model and cfg.train == base.train
+    assert dataclasses.replace(cfg, experiment=base.experiment) == base
+    assert (cfg.train_size, cfg.test_size, cfg.index_size, cfg.train.epochs, cfg.train.batch_size) == \
+        (5_000, 2_000, 500, 16, 64)                                      # chapter 7's arms recipe, not the old grid's
+
+
+def test_run_help_names_the_preset_its_defaults_come_from(capsys):
+    code, out, _ = call(capsys, "run", "--help")
+    base = sweeps.preset_base("digitclutter_arms")
+    assert code == 0 and "preset digitclutter_arms" in " ".join(out.split())
+    assert f"(default: {base.train_size})" in out and f"(default: {base.train.batch_size})" in out
+
+
 def test_run_defaults_are_a_point_of_the_book_grid(monkeypatch, capsys):
     seen = []
     monkeypatch.setattr(cli, "run", lambda cfg, *a, **k: seen.append(cfg) or (_ for _ in ()).throw(ValueError("stop")))
-    grid = {(c.train.coupling, c.model.spectral_coeff, c.seed): c.id for c in sweeps.load_grid("digitclutter")}
-    for argv, key in ((["--coupling", "0"], (0.0, None, 0)), (["--coupling", "1", "--spectral-coeff", "0.9",
-                                                                 "--seed", "1"], (1.0, 0.9, 1))):
-        call(capsys, "run", "--experiment", "digitclutter_grid", *argv)
-        assert seen[-1].id == grid[key]
+    grid = {(arm_of(c), c.train.identical_init, c.train.coupling, c.seed): c.id
+            for c in sweeps.load_grid("digitclutter_arms")}
+    for argv, key in (([], ("conventional", False, 0.0, 0)),
+                      (["--coupling", "1", "--seed", "1"], ("conventional", True, 1.0, 1)),
+                      (["--branch-norm", "none", "--spectral-coeff", "0.9", "--coupling", "0.5", "--seed", "2"],
+                       ("constrained", True, 0.5, 2)),
+                      (["--branch-norm", "none", "--spectral-coeff", "0.9"], ("constrained", False, 0.0, 0))):
+        call(capsys, "run", "--experiment", "digitclutter_arms", *argv)
+        assert seen[-1].id == grid[key], argv
 
 
 def test_lr_scaling_changes_the_learning_rate_training_gets(monkeypatch, capsys, tmp_path):

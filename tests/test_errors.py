@@ -50,7 +50,7 @@ import pytest
 import torch
 
 from itercourse import __main__ as cli
-from itercourse import config_id, locks, sweeps, training
+from itercourse import config_id, sweeps, training
 from itercourse import experiments as ex
 from itercourse.data import BatchLoader, load_dataset
 from itercourse.digitclutter import make_digitclutter
@@ -478,6 +478,8 @@ CASES = [
     Bad("grid-key-misspelled", lambda t: _api(M("sweeps"), "expand_grid")({"model": {"in_channels": 1}},
                                                                           {"train.lrr": [0.1]}),
         ValueError, ("grid key 'train.lrr'", "allowed", "'train.lr'")),
+    Bad("preset-base-of-an-unknown-preset", lambda t: _api(M("sweeps"), "preset_base")("digitclutter_army"),
+        ValueError, ("preset='digitclutter_army'", "'digitclutter_arms'")),
     Bad("grid-yaml-duplicate-key",
         lambda t: _api(M("sweeps"), "load_grid")(grid_file(t, "experiment: x\ngrid: {seed: [0]}\ngrid: {seed: [1]}\n")),
         ValueError, ("'grid' appears twice", "lines 2 and 3", "each key once")),
@@ -783,9 +785,9 @@ def test_committed_results_keep_their_ids():
 
 
 def test_run_without_coupling_finds_the_committed_result(monkeypatch):
-    """`run --experiment digitclutter_grid --seed 1` (no --coupling): the CLI's own lookup, no training."""
+    """`run --experiment digitclutter_arms --seed 1` (no --coupling): the CLI's own lookup, no training."""
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("run() trained"))
-    args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_grid", "--seed", "1"])
+    args = cli.build_parser().parse_args(["run", "--experiment", "digitclutter_arms", "--seed", "1"])
     cfg = cli.run_config(args)
     assert cfg.train.coupling == 0.0
     assert load_result(cfg, COMMITTED) is not None
@@ -874,7 +876,7 @@ def test_sweep_records_a_failure_goes_on_and_does_not_loop(tmp_path, monkeypatch
     assert "1 of 2 configs failed" in message and bad.id in message and bad.label() in message
     assert "diverged" in message and "--retry-failed" in message
     assert load_result(good, tmp_path / "r") is not None          # the config after it ran
-    record = read_json(locks.failure_path(bad, tmp_path / "r"))
+    record = read_json(sweeps.failure_path(bad, tmp_path / "r"))
     assert record["id"] == bad.id and "lr=" in record["error"]
     monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("a recorded failure was retried"))
     with pytest.raises(SweepFailed):
@@ -1178,10 +1180,10 @@ def test_a_diverged_config_is_recorded_skipped_by_the_sweep_and_one_line_in_the_
     real = training.evaluate
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real(*a, **k), "loss": float("inf")})
     cfg = tiny_config()
-    with pytest.raises(locks.SweepFailed, match="DivergedError"):
+    with pytest.raises(SweepFailed, match="DivergedError"):
         sweep([cfg], results_dir=tmp_path / "r", checkpoint_dir=tmp_path / "ck", data_root=tmp_path / "d",
               progress=False, log=lambda *a: None)
-    assert locks.failure_path(cfg, tmp_path / "r").exists() and not result_path(cfg, tmp_path / "r").exists()
+    assert sweeps.failure_path(cfg, tmp_path / "r").exists() and not result_path(cfg, tmp_path / "r").exists()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as info:
         cli.main(["run", "--train-size", "32", "--test-size", "16", "--epochs", "1", "--batch-size", "16",
@@ -1271,7 +1273,7 @@ def test_a_result_with_an_unknown_neutral_field_loads(tmp_path):
 def test_report_ignores_failure_records(tmp_path, capsys):
     cfg = tiny_config()
     write(fake_result(cfg), tmp_path)
-    atomic_write_json(locks.failure_path(tiny_config(seed=1), tmp_path), {"id": "x", "label": "x", "error": "E: e"})
+    atomic_write_json(sweeps.failure_path(tiny_config(seed=1), tmp_path), {"id": "x", "label": "x", "error": "E: e"})
     skipped = []
     assert len(load_results(cfg.experiment, tmp_path, skipped=skipped)) == 1 and skipped == []
     assert cli.main(["report", "--experiment", cfg.experiment, "--results-dir", str(tmp_path),
@@ -1282,7 +1284,7 @@ def test_report_ignores_failure_records(tmp_path, capsys):
 def test_an_out_of_date_failure_record_does_not_fail_the_sweep(tmp_path):
     cfg = tiny_config()
     write(fake_result(cfg), tmp_path)
-    atomic_write_json(locks.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
+    atomic_write_json(sweeps.failure_path(cfg, tmp_path), {"id": cfg.id, "label": "x", "error": "E: old"})
     assert sweeps.failures([cfg], tmp_path) == []
     assert [r.id for r in sweep([cfg], results_dir=tmp_path, progress=False)] == [cfg.id]
 

@@ -282,6 +282,21 @@ def test_book_grid_is_the_issue_grid():
 
 
 @pytest.mark.parametrize("name", sorted(sweeps.PRESETS))
+def test_a_presets_base_is_its_config_before_any_grid_value(name):
+    """``preset_base``: the spec's own fields, the grid left out; the arms grids' base is one of their
+    cells (the conventional arm's ordinary ResNet, seed 0)."""
+    spec, base = sweeps.PRESETS[name](), sweeps.preset_base(name)
+    assert (base.experiment, base.dataset, base.train_size, base.test_size) == \
+        (spec["experiment"], spec["dataset"], spec["train_size"], spec["test_size"])
+    assert all(getattr(base.model, k) == (tuple(v) if isinstance(v, list) else v) for k, v in spec["model"].items())
+    assert all(getattr(base.train, k) == v for k, v in spec["train"].items() if v != "coupled")
+    assert isinstance(base.train.identical_init, bool)
+    if name.startswith("digitclutter_arms") and "lr" not in name:
+        cell = next(c for c in load_grid(name) if c.id == base.id)
+        assert (cell.seed, cell.train.coupling, cell.train.identical_init, cell.model.branch_norm) == (0, 0.0, False, "bn")
+
+
+@pytest.mark.parametrize("name", sorted(sweeps.PRESETS))
 def test_dumped_preset_is_the_same_grid(name, tmp_path):
     path = tmp_path / f"{name}.yaml"
     path.write_text(sweeps.grid_yaml(name))                  # what `sweep --preset NAME --dump` prints

@@ -3,14 +3,13 @@ never wait in silence, and never hang on the lock of a process that is gone.
 
 A config being computed has its lock file ``<id>.claim`` (itercourse.locks): created exclusively, with the
 owner's pid, host, start time and a heartbeat. A lock whose owner is dead, whose pid was reused or
-whose heartbeat stopped is stale and taken over; a live one is waited for, saying so. Workers of a
-sweep exit with their parent, so a killed sweep leaves no process holding a lock.
+whose heartbeat stopped is stale and taken over; a live one is waited for, saying so. (That a sweep's
+workers exit with it, so a killed sweep leaves no process holding a lock: ``tests/test_sweeps.py``.)
 """
 from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +29,6 @@ from itercourse.training import History
 from test_errors import small_config
 
 torch.set_num_threads(1)
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:accuracy .* is at or below chance:RuntimeWarning")
 
 
@@ -169,54 +167,3 @@ def test_locks_heartbeat_while_held(tmp_path, monkeypatch):
     time.sleep(0.3)
     assert path.stat().st_mtime > time.time() - 5
     locks.release(cfg, tmp_path)
-
-
-# ------------------------------------------------------------------ workers exit with their parent
-
-PARENT = """
-import os, sys, time
-from concurrent.futures import ProcessPoolExecutor
-import multiprocessing as mp
-from itercourse.locks import watch_parent
-
-def job(path):
-    open(path, "w").write(str(os.getpid()))
-    time.sleep(120)
-
-if __name__ == "__main__":
-    pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"), initializer=watch_parent,
-                               initargs=(os.getpid(),))
-    pool.submit(job, sys.argv[1])
-    time.sleep(120)
-"""
-
-
-def test_workers_exit_when_the_parent_is_killed(tmp_path):
-    script, pidfile = tmp_path / "parent.py", tmp_path / "worker.pid"
-    script.write_text(PARENT)
-    parent = subprocess.Popen([sys.executable, str(script), str(pidfile)], cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        deadline = time.time() + 120
-        while not (pidfile.exists() and pidfile.read_text()) and time.time() < deadline:
-            time.sleep(0.2)
-        worker = int(pidfile.read_text())
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
-        deadline = time.time() + 15
-        while locks._alive(worker) and time.time() < deadline:
-            time.sleep(0.2)
-        gone = not locks._alive(worker) or _zombie(worker)
-        if not gone:
-            os.kill(worker, signal.SIGKILL)
-        assert gone, "the worker outlived its killed parent"
-    finally:
-        if parent.poll() is None:
-            parent.kill()
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
-    except OSError:
-        return True

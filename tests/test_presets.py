@@ -12,7 +12,7 @@ from itercourse.experiments import ExperimentConfig, run
 from itercourse.io import read_json
 from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
-from itercourse.provenance import UNKNOWN, code_label, code_versions, mixed_code_warning, source_sha256
+from itercourse.provenance import UNKNOWN, code_label, code_line, code_versions, mixed_code_warning, source_sha256
 from itercourse.indices import is_convergent
 from itercourse.presets import ARMS, NORM_FREE_LR_FACTOR
 from itercourse.sweeps import load_grid
@@ -153,6 +153,10 @@ def test_report_names_mixed_and_unknown_code():
     later = {"code": {**same["code"], "commit": "d" * 40}}
     assert mixed_code_warning([R(same), R(later)]) is None
     assert code_versions([R(same), R(later)]) == {f"src {'b' * 10} (commit {'a' * 10}, {'d' * 10})": 2}
+    # the report's code line: the one code version, or the warning
+    assert code_line([R(same), R(later)]) == f"Code: src {'b' * 10} (commit {'a' * 10}, {'d' * 10})."
+    assert code_line([R(same), R(other), R({})]) == warning
+    assert code_line([R({})]) == f"Code: {UNKNOWN}."
 
 
 # ---------------------------------------------------------------- convergence as a threshold
@@ -174,7 +178,7 @@ def test_convergent_by_design_control_passes_and_its_expanding_twin_fails():
 def test_smoke_arms_grid_runs_and_reports(tmp_path, monkeypatch):
     import matplotlib
     matplotlib.use("Agg")
-    from itercourse.__main__ import write_report
+    from itercourse.experiment_report import write_report
     from itercourse.sweeps import sweep
     monkeypatch.setattr(ex, "_lipschitz", lambda model, data: {})
     results = sweep(load_grid("digitclutter_arms_smoke"), results_dir=tmp_path / "results",

@@ -15,8 +15,8 @@ import pytest  # noqa: E402
 from itercourse.viz.diagrams import draw_unit  # noqa: E402
 from itercourse.viz.explorers import (coupling_figure, sharing_frames, slider_html,  # noqa: E402
                                       unroll_frames)
-from itercourse.viz.plots import (COLUMN_WIDTH, plot_sharing_at_init, sharing_limits,  # noqa: E402
-                                  truncation, unroll_figure, unroll_limits)
+from itercourse.viz.plots import (COLUMN_WIDTH, plot_digitclutter, plot_sharing_at_init,  # noqa: E402
+                                  sharing_limits, truncation, unroll_figure, unroll_limits)
 
 NAN = float("nan")
 
@@ -225,4 +225,20 @@ def test_figures_of_the_chapters_have_text_of_at_least_9_pt():
     for fig in figs:
         assert fig.get_size_inches()[0] <= COLUMN_WIDTH + 1e-9
         _no_small_text(fig)
+    plt.close("all")
+
+
+def test_digitclutter_preview_shows_the_images_titled_with_their_digits():
+    import numpy as np
+    from itercourse.digitclutter import make_digitclutter
+    images, labels = make_digitclutter(5, 3, seed=2)
+    fig = plot_digitclutter(images, labels)                      # k = 16 asks for more than there are
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(fig.axes) == 6 and len(shown) == 5                # two rows of 3, the last panel blank
+    for ax, img, lab in zip(shown, images, labels):
+        assert np.array_equal(ax.images[0].get_array(), img[0].numpy())
+        assert ax.get_title() == "".join(str(d) for d in range(10) if lab[d])
+        assert len(ax.get_title()) == 3                          # three distinct digits
+    fig2 = plot_digitclutter(images.numpy(), labels.numpy(), k=2, fig=plt.figure())
+    assert len(fig2.axes) == 2 and fig2.axes[0].get_title() == shown[0].get_title()
     plt.close("all")

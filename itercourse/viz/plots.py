@@ -1,5 +1,5 @@
 """Every figure of the book: refinement metrics (ch. 2), a shared stage at initialisation (ch. 3),
-unrolling curves (ch. 5), grids of results (ch. 7-8).
+unrolling curves (ch. 5), Digitclutter images (ch. 7), grids of results (ch. 7-8).
 
 Every function takes ``ax=None`` (or a figure), draws, and returns the axes it
 drew on (or the figure); none calls ``plt.show()``: notebooks arrange and show figures.
@@ -345,6 +345,26 @@ def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str =
     note = truncation(curves)
     if note:
         fig.supxlabel(note, fontsize=MIN_FONT_PT, color="dimgrey")
+    return fig
+
+
+# ---------------------------------------------------------------- chapter 7: Digitclutter images
+
+def plot_digitclutter(images, labels, k: int = 16, fig=None):
+    """The first ``k`` Digitclutter images in two rows, each titled with its set of digits (``"047"``).
+
+    ``images``: ``(N, 1, H, W)`` grey values 0..255; ``labels``: ``(N, 10)`` multi-hot (tensors, as
+    :func:`itercourse.digitclutter.make_digitclutter` returns them, or arrays). Returns the figure
+    (``python -m itercourse digitclutter --preview`` saves it).
+    """
+    k = min(k, len(images))
+    fig = plt.figure(figsize=(k * 0.6, 2.6)) if fig is None else fig
+    axes = fig.subplots(2, (k + 1) // 2, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(np.asarray(images[i, 0]), cmap="gray", vmin=0, vmax=255)              # (H, W)
+            ax.set_title("".join(str(d) for d in np.flatnonzero(np.asarray(labels[i]))), fontsize=8)
     return fig
 
 
