@@ -4,7 +4,7 @@ A spec is a base config (``dataset``, sizes, ``model``, ``train``) plus a
 ``grid``: a mapping of field -> list of values (every combination is one
 run), or a list of such mappings (their union). ``python -m itercourse sweep
 --preset NAME`` runs one; ``--dump`` prints it as YAML (:func:`grid_yaml`);
-the ``run`` command's defaults are the Digitclutter preset's values.
+the ``run`` command's defaults are the base config of ``digitclutter_arms`` (``__main__.BOOK_PRESET``).
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..indices import CONVERGENT_C, CONVERGENT_D
 from ..report import metric_of
+from ..tuning import choose_rates, rate_table
 from ..verdicts import ARMS, arm_of, calibrated, cell_of, init_of
 from .style import COLUMN_WIDTH, MIN_FONT_PT
 
@@ -169,7 +170,6 @@ def plot_rate_grid(results, ax=None):
     """Validation accuracy against the peak learning rate (log scale), one line per arm: the mean over
     seeds, each seed a dot, the chosen rate (:func:`itercourse.tuning.choose_rates`) ringed, and a
     chosen rate at the grid's edge marked as such in the legend."""
-    from ..tuning import choose_rates, rate_table
     if ax is None:
         _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
     table, chosen = rate_table(results), choose_rates(results)
