@@ -247,3 +247,21 @@ def test_the_module_and_the_function_have_their_own_names():
     import itercourse.training as module
     assert isinstance(module, types.ModuleType)
     assert itercourse.train is module.train and callable(itercourse.train)
+
+
+def _trained_weights(data, threads: int) -> torch.Tensor:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        model = build_resnet(TINY_MODEL, seed=0)
+        train(model, data, TrainConfig(**TINY_TRAIN), progress=False)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_run_repeats_bit_for_bit_at_the_same_number_of_threads(small_data):
+    """Same seed, same code, same thread count: the same weights. (Across thread counts the float
+    reductions are split differently and the weights differ in the last bits, then more as training
+    amplifies them: why two sittings of a chapter at different thread counts print different numbers.)"""
+    assert torch.equal(_trained_weights(small_data, 1), _trained_weights(small_data, 1))
