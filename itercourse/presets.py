@@ -186,7 +186,7 @@ def _preset_arms_lr(scale: str = "cpu") -> dict:
 # Issue 23: the arms grid that the verdicts rest on. Each arm trains at the rate that won the
 # learning-rate grid above on validation images (itercourse.tuning.choose_rates over
 # results/digitclutter_arms_lr, 2 seeds; tests/test_tuning.py checks these values against it).
-TUNED_LR = {"conventional": None, "norm-free": None, "constrained": None, "constrained, zero init": None}
+TUNED_LR = {"conventional": 0.2, "norm-free": 0.05, "constrained": 0.2, "constrained, zero init": 0.2}
 ARMS_TUNED_EPOCHS = {"cpu": 32, "smoke": 1}
 ARMS_TUNED_SEEDS = {"cpu": dict(accuracy=[0, 1, 2, 3, 4], budget=[0, 1, 2], recurrence=[0, 1, 2]),
                     "smoke": dict(accuracy=[0], budget=[0], recurrence=[0])}
