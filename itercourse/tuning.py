@@ -19,7 +19,7 @@ import statistics
 from collections import defaultdict
 
 from .report import markdown_table
-from .verdicts import arm_of
+from .verdicts import ARMS, arm_of
 
 
 def val_acc(r) -> float:
@@ -32,11 +32,12 @@ def val_acc(r) -> float:
 
 
 def rate_table(results) -> dict:
-    """``{arm: {lr: [validation accuracy per seed]}}`` over ``results`` (sorted by arm, then rate)."""
+    """``{arm: {lr: [validation accuracy per seed]}}`` over ``results`` (arms in the order of
+    :data:`itercourse.verdicts.ARMS`, rates ascending)."""
     table = defaultdict(lambda: defaultdict(list))
     for r in results:
         table[arm_of(r)][float(r.config.train.lr)].append(val_acc(r))
-    return {arm: dict(sorted(rates.items())) for arm, rates in sorted(table.items())}
+    return {arm: dict(sorted(table[arm].items())) for arm in sorted(table, key=ARMS.index)}
 
 
 def choose_rates(results) -> dict:
