@@ -44,8 +44,9 @@ def _preset_digitclutter() -> dict:
     }
 
 
-# The arms of issue 15: fair baselines for the Lipschitz constraint, each a bundle of model fields.
-ARMS = {
+# The arms of issue 15: fair baselines for the Lipschitz constraint, each a bundle of model fields
+# (their names are itercourse.verdicts.ARMS, which reads an arm back from a config: arm_of).
+ARM_FIELDS = {
     "conventional": {"model.branch_norm": "bn", "model.branch_init": "default", "model.spectral_coeff": None},
     "norm-free": {"model.branch_norm": "none", "model.branch_init": "zero", "model.spectral_coeff": None},
     "constrained": {"model.branch_norm": "none", "model.branch_init": "default", "model.spectral_coeff": 0.9},
@@ -68,7 +69,7 @@ NORM_FREE_LR_FACTOR = 0.5
 
 def _arm_bundles(lr: float) -> list:
     """Fresh copies of the arms' field bundles for a recipe with peak learning rate ``lr``."""
-    bundles = copy.deepcopy(ARMS)                           # plain YAML, no anchors
+    bundles = copy.deepcopy(ARM_FIELDS)                           # plain YAML, no anchors
     bundles["norm-free"]["train.lr"] = lr * NORM_FREE_LR_FACTOR
     return list(bundles.values())
 
@@ -176,7 +177,7 @@ def _preset_arms_lr(scale: str = "cpu") -> dict:
                             "learning-rate grid, scored on held-out training images (validation split)",
                 experiment="digitclutter_arms_lr" + ("" if scale == "cpu" else f"_{scale}"),
                 val_size=1_000 if scale == "cpu" else 64)
-    arms = [*copy.deepcopy(ARMS).values(), dict(TRUE_TWIN)]
+    arms = [*copy.deepcopy(ARM_FIELDS).values(), dict(TRUE_TWIN)]
     rates = list(LR_GRID) if scale != "smoke" else LR_GRID[1::2]     # smoke: three rates keep it in seconds
     spec["grid"] = {"seed": ARMS_SCALES[scale]["seeds"][:2], "arm": arms, "train.lr": rates,
                     "coupling": [0.0], "train.identical_init": [False]}
@@ -194,7 +195,7 @@ ARMS_TUNED_SEEDS = {"cpu": dict(accuracy=[0, 1, 2, 3, 4], budget=[0, 1, 2], recu
 
 def _tuned_bundles(names) -> list:
     """The arms called ``names``, each with its tuned peak learning rate."""
-    every = {**copy.deepcopy(ARMS), "constrained, zero init": dict(TRUE_TWIN)}
+    every = {**copy.deepcopy(ARM_FIELDS), "constrained, zero init": dict(TRUE_TWIN)}
     return [{**every[n], "train.lr": TUNED_LR[n]} for n in names]
 
 

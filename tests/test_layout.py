@@ -1,4 +1,4 @@
-"""The package's shape: small modules, imports that go one way, imports at the top of modules."""
+"""The package's shape: one home per fact, imports that go one way, imports at the top of modules."""
 import ast
 from pathlib import Path
 
@@ -103,3 +103,45 @@ def test_imports_sit_at_the_top_of_modules():
                     if not names <= OPTIONAL:
                         inside.append(f"{name}.{fn.name}: {sorted(names)}")
     assert not inside, inside
+
+
+# Where each fact of the book lives (issue 26): the one module that defines it. A second definition of
+# the same name anywhere in the package is a second home.
+HOMES = {
+    "canonical_config": "itercourse.config_id", "config_hash": "itercourse.config_id",
+    "DATASET_SPECS": "itercourse.data", "relative_update_size": "itercourse.fixedpoint",
+    "iterate_last_block": "itercourse.walk", "make_step": "itercourse.training",
+    "atomic_write_with_trailer": "itercourse.io", "read_with_trailer": "itercourse.io",
+    "coupling_point": "itercourse.experiments", "acquire": "itercourse.locks",
+    "claim_row": "itercourse.verdicts", "judge": "itercourse.verdicts", "welch_ci": "itercourse.report",
+    "holm": "itercourse.report", "choose_rates": "itercourse.tuning", "PRESETS": "itercourse.presets",
+    "TUNED_LR": "itercourse.presets", "write_report": "itercourse.experiment_report",
+}
+VERDICT_WORDS = ('"supported', '"contradicted', '"not resolved', '"reproduced', '"not reproduced')
+
+
+def _top_level_names(path: Path) -> set:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+def test_every_fact_has_one_home():
+    defined = {name: [m for m, p in _modules().items() if name in _top_level_names(p)] for name in HOMES}
+    assert {n: homes for n, homes in defined.items() if homes != [HOMES[n]]} == {}
+
+
+def test_verdict_words_are_written_only_by_the_verdict_module():
+    """The words that turn numbers into claims come from itercourse.verdicts (docstrings may name them)."""
+    writers = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    any(node.value.startswith(w.strip('"')) for w in VERDICT_WORDS) and name != "itercourse.verdicts":
+                writers.append((name, node.value[:40]))
+    assert writers == []

@@ -4,6 +4,8 @@ The grid itself (arms x couplings x init x seeds, one recipe per arm, the equal-
 smoke grid end to end), and the pieces it is built from: zero-initialised branches (the norm-free arm),
 provenance of every result, and the convergent-by-design control of the convergence threshold.
 """
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ from itercourse.indices import iterative_convergence_indices
 from itercourse.models import ResNetConfig, build_resnet
 from itercourse.provenance import UNKNOWN, code_label, code_line, code_versions, mixed_code_warning, source_sha256
 from itercourse.indices import is_convergent
-from itercourse.presets import ARMS, NORM_FREE_LR_FACTOR
+from itercourse.presets import ARM_FIELDS, NORM_FREE_LR_FACTOR
 from itercourse.sweeps import load_grid
 from itercourse.toys import convergent_control
 from itercourse.training import TrainConfig
@@ -84,7 +86,7 @@ def test_arms_grid_expands_to_arms_x_couplings_x_init_x_seeds(name, couplings, s
     assert by_arm["conventional"].branch_norm == "bn" and by_arm["conventional"].spectral_coeff is None
     assert by_arm["norm-free"].branch_init == "zero" and by_arm["norm-free"].branch_norm == "none"
     assert by_arm["constrained"].spectral_coeff == 0.9 and by_arm["constrained"].spectral_flavour == "operator"
-    assert set(ARMS) == set(arms)
+    assert set(ARM_FIELDS) == set(arms)
     # one recipe per arm: the norm-free arm at NORM_FREE_LR_FACTOR of the others' peak learning rate
     lrs = {a: {c.train.lr for c in configs if arm_of(c) == a} for a in arms}
     assert all(len(v) == 1 for v in lrs.values()), lrs
@@ -102,7 +104,7 @@ def test_equal_parameter_companion_is_the_arms_recipe_narrowed():
     from itercourse.coupling import effective_parameters, make_blocks_identical
     from itercourse.models import build_resnet, count_parameters
     grid, narrow = load_grid("digitclutter_arms"), load_grid("digitclutter_arms_equal_params")
-    assert {(a, i, lam) for a, i, lam, _ in _cells(narrow)} == {(a, False, 0.0) for a in ARMS}
+    assert {(a, i, lam) for a, i, lam, _ in _cells(narrow)} == {(a, False, 0.0) for a in ARM_FIELDS}
     assert sorted({c.seed for c in narrow}) == sorted({c.seed for c in grid})
     for c in narrow:
         twin = next(g for g in grid if arm_of(g) == arm_of(c) and g.seed == c.seed
@@ -184,8 +186,17 @@ def test_smoke_arms_grid_runs_and_reports(tmp_path, monkeypatch):
     results = sweep(load_grid("digitclutter_arms_smoke"), results_dir=tmp_path / "results",
                     checkpoint_dir=tmp_path / "ckpt", data_root=tmp_path / "data", progress=False,
                     log=lambda *a: None)
-    assert len(results) == 12 and {cell_of(r)[0] for r in results} == set(ARMS)
+    assert len(results) == 12 and {cell_of(r)[0] for r in results} == set(ARM_FIELDS)
     paths = write_report("digitclutter_arms_smoke", tmp_path / "results", tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)" in text and "any network convergent" in text and "Code:" in text
     assert {p.name for p in paths} >= {"report.md", "arms.png"}
+
+
+def test_every_arm_bundle_reads_back_as_its_name():
+    """The presets write an arm as model fields, the verdicts read it back (arm_of): one fact, checked both ways."""
+    from itercourse.presets import TRUE_TWIN, TUNED_LR
+    from itercourse.verdicts import ARMS, arm_of
+    for name, fields in {**ARM_FIELDS, "constrained, zero init": TRUE_TWIN}.items():
+        model = SimpleNamespace(**{k.split(".", 1)[1]: v for k, v in fields.items()})
+        assert arm_of(SimpleNamespace(model=model)) == name and name in ARMS and name in TUNED_LR

@@ -64,3 +64,20 @@ def test_the_rate_figure_draws_every_run_and_rings_the_choice():
     assert dots == len(results) + 2                            # every run, plus one ring per arm
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["conventional: 0.1", "norm-free: 0.05 (at the edge)"]
     plt.close("all")
+
+
+def test_the_committed_rates_are_the_winners_of_the_committed_grid():
+    """presets.TUNED_LR (the rates of the grid the verdicts rest on) is what the committed learning-rate
+    grid chose, every winner strictly inside six tried rates, two seeds behind each."""
+    from pathlib import Path
+
+    from itercourse.experiments import load_results
+    from itercourse.presets import LR_GRID, TUNED_LR, PRESETS
+    from itercourse.sweeps import load_grid
+    results_dir = Path(__file__).resolve().parents[1] / "results"
+    results = load_results("digitclutter_arms_lr", results_dir)
+    assert {r.id for r in results} == {c.id for c in load_grid(PRESETS["digitclutter_arms_lr"]())}
+    chosen = choose_rates(results)
+    check_tuned(chosen)
+    assert {arm: c["lr"] for arm, c in chosen.items()} == TUNED_LR
+    assert all(c["tried"] == LR_GRID and c["seeds"] == 2 for c in chosen.values())
