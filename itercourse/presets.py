@@ -236,6 +236,22 @@ def _preset_arms_tuned(scale: str = "cpu", *, part: str = "all") -> dict:
     return spec
 
 
+def _preset_arms_scale_check() -> dict:
+    # Issue 23's scale check of the accuracy headline, for one GPU: the ordinary cells of every arm
+    # (and the true twin) at their tuned rates, on 12,000 training images for 20 epochs, 5 seeds
+    # (20 runs; estimated at about 10 minutes on one H100, not yet measured). The same widths, depth,
+    # batch and schedule as the CPU grid, so only the data and the budget change.
+    spec = _on_arms_recipe("cpu", "digitclutter_arms_scale_check",
+                           "Chapter 7: scale check on one GPU: each arm's ordinary cell at its tuned rate, "
+                           "12k images x 20 epochs x 5 seeds")
+    spec.update(train_size=12_000, val_size=1_000)
+    spec["train"]["epochs"] = 20
+    spec["grid"] = {"seed": [0, 1, 2, 3, 4], "arm": _tuned_bundles(["conventional", "norm-free", "constrained",
+                                                                    "constrained, zero init"]),
+                    "coupling": [0.0], "train.identical_init": [False]}
+    return spec
+
+
 def _preset_convergent(scale: str = "cpu") -> dict:
     # A network that converges by construction (itercourse.contraction): every stage iterates one shared
     # step h <- G(h, x) with the stage input injected and Lip_h(G) <= 0.9, so the iteration is a
@@ -340,6 +356,7 @@ PRESETS = {
     "digitclutter_arms_tuned": _preset_arms_tuned,
     "digitclutter_arms_tuned_ordinary": lambda: _preset_arms_tuned(part="ordinary"),
     "digitclutter_arms_tuned_smoke": lambda: _preset_arms_tuned("smoke"),
+    "digitclutter_arms_scale_check": _preset_arms_scale_check,
     "digitclutter_arms_weights_smoke": lambda: _preset_arms_weights("smoke"),
     "smoke": _preset_smoke,
     "mnist": lambda: _preset_gpu("mnist"),
