@@ -16,7 +16,8 @@ from .experiments import load_results
 from .io import atomic_write_bytes, atomic_write_png
 from .provenance import code_line
 from .report import constraint_of, coupling_of, grid_table
-from .verdicts import arm_of, arm_verdicts, cell_table, grid_verdicts, rules_table, split_budget
+from .verdicts import (accuracy_decomposition, arm_of, arm_verdicts, cell_table, decomposition_table, grid_verdicts,
+                       rules_table, split_budget)
 from .viz.grid_plots import arms_figure
 from .viz.plots import plot_indices, plot_vs_coupling
 
@@ -59,6 +60,10 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
         text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(main), "",
                  "![arms](arms.png)", "", "## The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)", "",
                  rules_table(arm_verdicts(main, doubled=doubled)), ""]
+        steps = accuracy_decomposition(main)
+        if steps:
+            text += ["## Where the accuracy gap comes from (ordinary cells, one factor per step)", "",
+                     decomposition_table(steps), ""]
     elif len({coupling_of(r) for r in results}) > 1 and len({constraint_of(r) for r in results}) > 1:
         text += ["## The paper's claims at this scale", "", rules_table(grid_verdicts(results)), ""]
     paths.append(atomic_write_bytes(out / "report.md", "\n".join(text).encode()))
