@@ -358,7 +358,8 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
                 f"test accuracy, {a}, lambda 0: identical minus independent init",
                 "final_test_acc", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_acc)
     for a in arms:
-        if mid is not None:
+        has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
+        if mid is not None and has((a, "identical", 0.0)) and has((a, "identical", mid)):
             add("coupling makes ResNets iterative", f"recurrence, {a}: lambda {mid:g} minus 0, identical init",
                 "recurrence", (a, "identical", 0.0), (a, "identical", mid), "up", min_effect_index)
         if any(cell_of(r) == (a, "identical", 0.0) for r in results):

@@ -409,3 +409,12 @@ def test_the_doubled_budget_and_the_twin_enter_the_arms_table_together():
     assert not budget["norm-free"]["passes"]                        # +0.03 on doubling
     alone = by_claim(arm_verdicts(main, doubled=twice))["the Lipschitz constraint alone does not improve accuracy"]
     assert "budget test failed or missing for norm-free" in alone[0]["verdict"]
+
+
+def test_an_arm_without_coupled_cells_gets_no_coupling_rows():
+    """The true twin has only ordinary cells: no coupling or recurrence row may ask for its coupled cells."""
+    grid = fabricate(lambda *k: 0.8, lambda *k: 0.2)
+    grid += ordinary_runs({"constrained, zero init": 0.79}, seeds=3)
+    rows = arm_verdicts(grid)
+    assert not [r["comparison"] for r in rows if "constrained, zero init: lambda" in r["comparison"]]
+    assert all(r["verdict"] != "missing runs" for r in rows)
