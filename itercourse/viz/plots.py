@@ -351,20 +351,21 @@ def unroll_figure(name: str, curves: dict, accuracy, steps, k: int, title: str =
 # ---------------------------------------------------------------- chapter 7: Digitclutter images
 
 def plot_digitclutter(images, labels, k: int = 16, fig=None):
-    """The first ``k`` Digitclutter images in two rows, each titled with its set of digits (``"047"``).
+    """The first ``k`` Digitclutter images in two rows, each titled with its set of digits (``"{0, 4, 7}"``).
 
     ``images``: ``(N, 1, H, W)`` grey values 0..255; ``labels``: ``(N, 10)`` multi-hot (tensors, as
     :func:`itercourse.digitclutter.make_digitclutter` returns them, or arrays). Returns the figure
     (``python -m itercourse digitclutter --preview`` saves it).
     """
     k = min(k, len(images))
-    fig = plt.figure(figsize=(k * 0.6, 2.6)) if fig is None else fig
+    fig = plt.figure(figsize=(k * 0.75, 3.0)) if fig is None else fig
     axes = fig.subplots(2, (k + 1) // 2, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < k:
             ax.imshow(np.asarray(images[i, 0]), cmap="gray", vmin=0, vmax=255)              # (H, W)
-            ax.set_title("".join(str(d) for d in np.flatnonzero(np.asarray(labels[i]))), fontsize=8)
+            digits = ", ".join(str(d) for d in np.flatnonzero(np.asarray(labels[i])))
+            ax.set_title("{" + digits + "}", fontsize=MIN_FONT_PT)
     return fig
 
 
