@@ -418,3 +418,21 @@ def test_an_arm_without_coupled_cells_gets_no_coupling_rows():
     rows = arm_verdicts(grid)
     assert not [r["comparison"] for r in rows if "constrained, zero init: lambda" in r["comparison"]]
     assert all(r["verdict"] != "missing runs" for r in rows)
+
+
+def test_the_budget_curve_draws_a_line_per_arm_through_the_means():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from itercourse.viz.grid_plots import plot_budget_curve
+    runs = ordinary_runs({"conventional": 0.86, "constrained": 0.70}, seeds=2, epochs=16)
+    runs += ordinary_runs({"conventional": 0.87, "constrained": 0.78}, seeds=2, epochs=32)
+    ax = plot_budget_curve(runs)
+    lines = {l.get_label(): l for l in ax.get_lines()}
+    assert set(lines) == {"conventional", "constrained"}
+    assert list(lines["constrained"].get_xdata()) == [16, 32]
+    assert np.allclose(lines["constrained"].get_ydata(), [0.70, 0.78])
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(runs)
+    plt.close("all")

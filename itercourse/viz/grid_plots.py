@@ -190,3 +190,27 @@ def plot_rate_grid(results, ax=None):
     ax.set_ylabel("validation accuracy")
     ax.legend(title="arm: chosen rate (ringed)", fontsize=MIN_FONT_PT, title_fontsize=MIN_FONT_PT)
     return ax
+
+
+def plot_budget_curve(results, metric: str = "final_test_acc", ax=None, *, ylabel: str | None = None):
+    """``metric`` against the training budget (epochs, log scale), one line per arm through the mean over
+    seeds, each run a dot: where an arm's curve still rises between two budgets, a verdict at the
+    smaller one is about the budget, not the arm. ``results``: ordinary cells of one recipe at several
+    epoch counts (they may come from several grids)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.0, 3.5), layout="constrained")
+    for arm in [a for a in ARMS if any(arm_of(r) == a for r in results)]:
+        runs = [r for r in results if arm_of(r) == arm]
+        budgets = sorted({r.config.train.epochs for r in runs})
+        vals = [[metric_of(r, metric) for r in runs if r.config.train.epochs == e] for e in budgets]
+        ax.plot(budgets, [np.mean(v) for v in vals], "-o", color=arm_colour(arm), label=arm, ms=4)
+        for e, v in zip(budgets, vals):
+            ax.scatter([e] * len(v), v, color=arm_colour(arm), s=12, alpha=0.5)
+    every = sorted({r.config.train.epochs for r in results})
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(every, [str(e) for e in every])
+    ax.minorticks_off()
+    ax.set_xlabel("epochs (cosine schedule over the whole run)")
+    ax.set_ylabel(ylabel or metric)
+    ax.legend(fontsize=MIN_FONT_PT)
+    return ax
