@@ -211,7 +211,10 @@ def _preset_arms_tuned(scale: str = "cpu", *, part: str = "all") -> dict:
     # (recurrence rows only). The true twin has only ordinary cells: it answers "what does the
     # constraint alone cost?", not the coupling questions. ``part="ordinary"`` is the ordinary cells
     # alone (the same experiment and run ids), run first so that a failing budget shows early.
-    check_choice("part", part, ("all", "ordinary"))
+    #   ``part="ladder"``: the next rung of the budget test, for when 32 -> 64 epochs fails: the
+    # ordinary cells at 64 epochs for the seeds that lack them (5 in all) and at 128 epochs for seeds
+    # 0-2, so 64 -> 128 is a budget test of its own (about 25 minutes per 128-epoch run on one core).
+    check_choice("part", part, ("all", "ordinary", "ladder"))
     epochs, seeds = ARMS_TUNED_EPOCHS[scale], ARMS_TUNED_SEEDS[scale]
     spec = _on_arms_recipe(scale, "digitclutter_arms_tuned",
                            "Chapter 7: the arms grid for the verdicts: each arm at its tuned learning rate, "
@@ -227,6 +230,12 @@ def _preset_arms_tuned(scale: str = "cpu", *, part: str = "all") -> dict:
         {"seed": seeds["accuracy"], "arm": _tuned_bundles(every), **ordinary},
         {"seed": seeds["budget"], "arm": _tuned_bundles(every), "train.epochs": [2 * epochs], **ordinary},
     ]
+    if part == "ladder":
+        spec["description"] += " (the budget ladder: 64 and 128 epochs)"
+        spec["grid"] = [
+            {"seed": [s for s in seeds["accuracy"] if s not in seeds["budget"]], "arm": _tuned_bundles(every),
+             "train.epochs": [2 * epochs], **ordinary},
+            {"seed": seeds["budget"], "arm": _tuned_bundles(every), "train.epochs": [4 * epochs], **ordinary}]
     if part == "all":
         spec["grid"] += [
             {"seed": seeds["accuracy"], "arm": _tuned_bundles(coupled), "coupling": [0.0, 1.0],
@@ -355,6 +364,7 @@ PRESETS = {
     "digitclutter_arms_lr_smoke": lambda: _preset_arms_lr("smoke"),
     "digitclutter_arms_tuned": _preset_arms_tuned,
     "digitclutter_arms_tuned_ordinary": lambda: _preset_arms_tuned(part="ordinary"),
+    "digitclutter_arms_tuned_ladder": lambda: _preset_arms_tuned(part="ladder"),
     "digitclutter_arms_tuned_smoke": lambda: _preset_arms_tuned("smoke"),
     "digitclutter_arms_scale_check": _preset_arms_scale_check,
     "digitclutter_arms_weights_smoke": lambda: _preset_arms_weights("smoke"),
