@@ -425,7 +425,7 @@ def accuracy_decomposition(results) -> list[dict]:
     what separates the constrained arm from the twin (default instead of zero initialisation, and its
     own rate). Steps whose arms are missing are left out.
     """
-    steps = [("removing batch norm", "conventional", "norm-free"),
+    steps = [("removing batch norm (with zero init and its own rate)", "conventional", "norm-free"),
              ("adding the bound", "norm-free", TRUE_TWIN_ARM),
              ("both together", "conventional", TRUE_TWIN_ARM),
              ("default instead of zero init (constrained arm)", TRUE_TWIN_ARM, "constrained")]

@@ -38,7 +38,7 @@ def test_an_arms_grid_gets_its_cells_figure_and_claims(tmp_path):
     paths = write_report("digitclutter_arms", COMMITTED, tmp_path)
     text = (tmp_path / "report.md").read_text()
     assert {p.name for p in paths} == {"report.md", "accuracy.png", "indices.png", "arms.png"}
-    assert "| removing batch norm | conventional | norm-free |" in (tmp_path / "report.md").read_text()
+    assert "| removing batch norm (with zero init and its own rate) | conventional | norm-free |" in (tmp_path / "report.md").read_text()
     assert "## Arms x initialisation x coupling" in text and "verdict" in text
     assert (tmp_path / "arms.png").read_bytes().startswith(PNG_MAGIC)
     _pngs_named_in(text, tmp_path)

@@ -387,16 +387,16 @@ def test_the_true_twin_isolates_the_bound_and_the_gap_decomposes():
     conv = rows["the Lipschitz constraint makes ResNets convergent"]
     assert len(conv) == 4 and {r["bound_arm"] for r in conv} == {"constrained", "constrained, zero init"}
     steps = {r["step"]: r for r in accuracy_decomposition(runs)}
-    assert steps["removing batch norm"]["diff"] == pytest.approx(-0.06)
+    assert steps["removing batch norm (with zero init and its own rate)"]["diff"] == pytest.approx(-0.06)
     assert steps["adding the bound"]["diff"] == pytest.approx(-0.01)
     assert steps["both together"]["diff"] == pytest.approx(
-        steps["removing batch norm"]["diff"] + steps["adding the bound"]["diff"])
+        steps["removing batch norm (with zero init and its own rate)"]["diff"] + steps["adding the bound"]["diff"])
     assert steps["default instead of zero init (constrained arm)"]["diff"] == pytest.approx(-0.09)
     assert "5 vs 5" in decomposition_table(list(steps.values()))
     # without the twin there is no such row and no such step
     plain = ordinary_runs({"conventional": 0.86, "norm-free": 0.80, "constrained": 0.70})
     assert "the Lipschitz constraint alone does not improve accuracy" not in by_claim(arm_verdicts(plain))
-    assert [r["step"] for r in accuracy_decomposition(plain)] == ["removing batch norm"]
+    assert [r["step"] for r in accuracy_decomposition(plain)] == ["removing batch norm (with zero init and its own rate)"]
 
 
 def test_the_doubled_budget_and_the_twin_enter_the_arms_table_together():
