@@ -55,7 +55,13 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
             "## Accuracy and indices (mean ± sd over seeds)", "", grid_table(results), "",
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
     if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapters 7, 8)
-        main, doubled = split_budget(results)
+        base = min(r.config.train.epochs for r in results)
+        rungs = [r for r in results if r.config.train.epochs not in (base, 2 * base)]   # a further budget rung
+        main, doubled = split_budget([r for r in results if r not in rungs])
+        if rungs:
+            text += [f"**{len(rungs)} run(s) at {sorted({r.config.train.epochs for r in rungs})} epochs** (a further "
+                     f"rung of the budget test) are not in the tables below, which hold the budget ({base} "
+                     f"epochs) and twice it.", ""]
         save(arms_figure(main), "arms.png")
         text += ["## Arms x initialisation x coupling (mean ± sd over seeds)", "", cell_table(main), "",
                  "![arms](arms.png)", "", "## The paper's claims (itercourse.verdicts: Welch 95% CI, Holm)", "",
