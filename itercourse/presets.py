@@ -221,7 +221,7 @@ def _preset_arms_tuned(scale: str = "cpu", *, part: str = "all") -> dict:
                            "5 seeds for accuracy, the ordinary cells also at twice the epochs, the true twin")
     if part == "ordinary":
         spec["description"] += " (its ordinary cells only: the budget test first)"
-    spec["train"]["epochs"] = epochs
+    spec["train"].update(epochs=epochs, lr=TUNED_LR["conventional"])   # the base: the conventional ordinary cell
     spec["val_size"] = 1_000 if scale == "cpu" else 64
     every = ["constrained", "constrained, zero init", "conventional", "norm-free"]
     coupled = ["conventional", "norm-free", "constrained"]
@@ -254,7 +254,7 @@ def _preset_arms_scale_check() -> dict:
                            "Chapter 7: scale check on one GPU: each arm's ordinary cell at its tuned rate, "
                            "12k images x 20 epochs x 5 seeds")
     spec.update(train_size=12_000, val_size=1_000)
-    spec["train"]["epochs"] = 20
+    spec["train"].update(epochs=20, lr=TUNED_LR["conventional"])
     spec["grid"] = {"seed": [0, 1, 2, 3, 4], "arm": _tuned_bundles(["conventional", "norm-free", "constrained",
                                                                     "constrained, zero init"]),
                     "coupling": [0.0], "train.identical_init": [False]}

@@ -291,7 +291,7 @@ def test_a_presets_base_is_its_config_before_any_grid_value(name):
     assert all(getattr(base.model, k) == (tuple(v) if isinstance(v, list) else v) for k, v in spec["model"].items())
     assert all(getattr(base.train, k) == v for k, v in spec["train"].items() if v != "coupled")
     assert isinstance(base.train.identical_init, bool)
-    if name.startswith("digitclutter_arms") and "lr" not in name:
+    if name.startswith("digitclutter_arms") and "lr" not in name and "ladder" not in name:   # the ladder: 2x, 4x only
         cell = next(c for c in load_grid(name) if c.id == base.id)
         assert (cell.seed, cell.train.coupling, cell.train.identical_init, cell.model.branch_norm) == (0, 0.0, False, "bn")
 
