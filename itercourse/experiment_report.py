@@ -56,8 +56,9 @@ def write_report(experiment: str, results_dir="results", out_dir="report", skipp
             "![accuracy](accuracy.png)", "", "![indices](indices.png)", ""]
     if any(arm_of(r) in ("conventional", "norm-free") for r in results):   # an arms grid (chapters 7, 8)
         base = min(r.config.train.epochs for r in results)
+        budget = [r for r in results if r.config.train.epochs in (base, 2 * base)]
         rungs = [r for r in results if r.config.train.epochs not in (base, 2 * base)]   # a further budget rung
-        main, doubled = split_budget([r for r in results if r not in rungs])
+        main, doubled = split_budget(budget)
         if rungs:
             text += [f"**{len(rungs)} run(s) at {sorted({r.config.train.epochs for r in rungs})} epochs** (a further "
                      f"rung of the budget test) are not in the tables below, which hold the budget ({base} "

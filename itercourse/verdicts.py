@@ -335,6 +335,7 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
             f"test accuracy, {constrained} minus the best unconstrained arm ({best}); ordinary cells",
             "final_test_acc", (best, "independent", 0.0), (constrained, "independent", 0.0), "none",
             min_effect_acc, margin_acc)
+    has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
     alone = TRUE_TWIN_ARM in arms and "norm-free" in arms and constrained != TRUE_TWIN_ARM
     if alone:
         add("the Lipschitz constraint alone does not improve accuracy",
@@ -342,7 +343,6 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
             "final_test_acc", ("norm-free", "independent", 0.0), (TRUE_TWIN_ARM, "independent", 0.0), "none",
             min_effect_acc, margin_acc)
     for a in arms:
-        has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
         for lam in [v for v in (mid, 1.0) if v is not None and has((a, "identical", v))]:
             if has((a, "identical", 0.0)):      # coupling alone: both sides from identical initial blocks
                 add("coupling does not improve accuracy", f"test accuracy, {a}: lambda {lam:g} minus 0, identical "
@@ -358,7 +358,6 @@ def arm_verdicts(results, *, doubled=(), constrained: str = "constrained", min_e
                 f"test accuracy, {a}, lambda 0: identical minus independent init",
                 "final_test_acc", (a, "independent", 0.0), (a, "identical", 0.0), "up", min_effect_acc)
     for a in arms:
-        has = lambda cell: any(cell_of(r) == cell for r in results)     # noqa: E731
         if mid is not None and has((a, "identical", 0.0)) and has((a, "identical", mid)):
             add("coupling makes ResNets iterative", f"recurrence, {a}: lambda {mid:g} minus 0, identical init",
                 "recurrence", (a, "identical", 0.0), (a, "identical", mid), "up", min_effect_index)

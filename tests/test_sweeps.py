@@ -13,17 +13,9 @@ import sys
 import time
 from pathlib import Path
 
+from itercourse.locks import _alive   # is this pid a live process? (the locks' own check)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ------------------------------------------------------------------ workers exit with their parent
