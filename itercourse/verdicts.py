@@ -439,7 +439,7 @@ def accuracy_decomposition(results) -> list[dict]:
 def decomposition_table(rows) -> str:
     """:func:`accuracy_decomposition` as a markdown table."""
     return markdown_table(["step", "from", "to", "test accuracy change [95% CI]", "n"],
-                          [(r["step"], r["from"], r["to"], _ci_text(r), f"{r['n_a']} vs {r['n_b']}") for r in rows])
+                          [(r["step"], r["from"], r["to"], ci_text(r), f"{r['n_a']} vs {r['n_b']}") for r in rows])
 
 
 def grid_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
@@ -488,7 +488,8 @@ def grid_verdicts(results, *, constrained: str = "c=0.9") -> list[dict]:
 
 # ---------------------------------------------------------------- tables
 
-def _ci_text(r: dict, digits: int = 3) -> str:
+def ci_text(r: dict, digits: int = 3) -> str:
+    """A row's difference with its 95% CI, e.g. ``-0.103 [-0.127, -0.079]`` (``(no CI: n < 2)`` without one)."""
     if not math.isfinite(r["diff"]):
         return "n/a"
     ci = f" [{r['low']:+.{digits}f}, {r['high']:+.{digits}f}]" if math.isfinite(r["low"]) else " (no CI: n < 2)"
@@ -502,7 +503,7 @@ def rules_table(rows) -> str:
     for r in rows:
         n = f"{r['n_a']} vs {r['n_b']}" if r["n_b"] else f"{r['n_a']}"
         p = r.get("p_holm", float("nan"))
-        out.append((r["claim"], r["comparison"], _ci_text(r), n, "" if not math.isfinite(p) else f"{p:.2g}",
+        out.append((r["claim"], r["comparison"], ci_text(r), n, "" if not math.isfinite(p) else f"{p:.2g}",
                     f"**{r['verdict']}**"))
     return markdown_table(["claim", "comparison", "difference [95% CI]", "n", "p (Holm)", "verdict"], out)
 
@@ -567,7 +568,7 @@ def identity_mapping_claims(accs: dict, gradients: dict | None = None, *, min_ef
     def got(pair):
         r = tests[pair]
         p = f", p (Holm) {r['p_holm']:.2g}" if math.isfinite(r["p_holm"]) else ""
-        return f"{r['mean_b']:.3f} vs {r['mean_a']:.3f}: {_ci_text(r)}, n {r['n_b']}/{r['n_a']}{p}"
+        return f"{r['mean_b']:.3f} vs {r['mean_a']:.3f}: {ci_text(r)}, n {r['n_b']}/{r['n_a']}{p}"
 
     def overall(res):
         return ("not reproduced" if "not reproduced" in res else
@@ -655,7 +656,7 @@ def refinement_claims(reports: list) -> list[tuple]:
     def got(key, before, after, digits=3):
         r = tests[key]
         p = f", p (Holm, {r['tests']} tests) {r['p_holm']:.2g}" if math.isfinite(r["p_holm"]) else ""
-        return (f"{after} {r['mean_b']:.{digits}f} vs {before} {r['mean_a']:.{digits}f}: {_ci_text(r)}, "
+        return (f"{after} {r['mean_b']:.{digits}f} vs {before} {r['mean_a']:.{digits}f}: {ci_text(r)}, "
                 f"n {n} networks{p}")
 
     all_negative = sum(all(v < 0 for v in rep["alignment"].values) for rep in reports)

@@ -280,7 +280,7 @@ def test_plot_runs_by_cell_draws_one_dot_per_run_in_its_arm_colour():
     assert np.isfinite(ys).sum() == len(results) - 1
     # a slot per (init, lambda): the ordinary cell first, then identical init by lambda
     assert [t.get_text() for t in ax.get_xticklabels()] == [
-        "independent\nlambda = 0", "identical\nlambda = 0", "identical\nlambda = 0.5", "identical\nlambda = 1"]
+        "indep.\nλ = 0", "ident.\nλ = 0", "ident.\nλ = 0.5", "ident.\nλ = 1"]
     arms = ("conventional", "norm-free", "constrained")
     for coll in ax.collections:                              # arms side by side, each in its colour
         x = float(np.ma.getdata(coll.get_offsets())[0, 0])

@@ -110,7 +110,9 @@ def plot_runs_by_cell(results, metric: str = "final_test_acc", ax=None, *, ylabe
                        facecolors="white" if init == "independent" else arm_colour(arm), label=label)
             label = None
     _criterion_line(ax, results, metric)
-    ax.set_xticks(range(len(slots)), [f"{init}\nlambda = {lam:g}" for init, lam in slots], fontsize=MIN_FONT_PT)
+    short = {"independent": "indep.", "identical": "ident."}          # four slots fit a half-column panel
+    ax.set_xticks(range(len(slots)), [f"{short.get(init, init)}\nλ = {lam:g}" for init, lam in slots],
+                  fontsize=MIN_FONT_PT)
     ax.set_xlim(-0.6, len(slots) - 0.4)
     ax.set_ylabel(ylabel or metric)
     ax.legend(fontsize=MIN_FONT_PT)
